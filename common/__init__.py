@@ -1,0 +1,1 @@
+"""Small pieces every component shares: typed settings from the environment, logging setup."""

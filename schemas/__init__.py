@@ -1,0 +1,1 @@
+"""Data contracts: Avro schemas, the topic registry and the Confluent-framed serde."""

@@ -1,0 +1,82 @@
+"""The one registry of topic names. Every component (seed, Spark, ksqlDB files, web UI, chart) takes
+topic names from here; tests check the others against it.
+
+All customer-scoped topics are keyed by ``customer_id`` (UTF-8 string) so ksqlDB joins need no
+repartition and per-customer order is kept.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+AVRO_DIR = Path(__file__).resolve().parent / "avro"
+
+
+@dataclass(frozen=True)
+class Topic:
+    name: str
+    value_format: str  # "avro" (Confluent framing) | "json" | "bytes"
+    key_format: str  # "string" (UTF-8 customer_id) | "bytes"
+    producers: tuple[str, ...]
+    schema_file: str | None = None  # Avro contract under schemas/avro/, for value_format == "avro"
+    partitions: int = 3
+
+    @property
+    def subject(self) -> str:
+        """Schema Registry subject under the default TopicNameStrategy."""
+        return f"{self.name}-value"
+
+    @property
+    def schema_str(self) -> str:
+        if self.schema_file is None:
+            raise ValueError(f"topic {self.name} has no Avro schema")
+        return load_schema_str(self.schema_file)
+
+
+CUSTOMER_PROFILE = Topic(
+    "dom.customer.profile.upsert.v1", "avro", "string", ("seed", "webapp"), "customer_profile_upsert.avsc"
+)
+ORDER_PLACED = Topic("dom.order.placed.v1", "avro", "string", ("seed", "webapp"), "order_placed.avsc")
+ACTIVATION_STATUS = Topic(
+    "dom.activation.delivery.status.v1", "avro", "string", ("seed", "webapp"), "activation_delivery_status.avsc"
+)
+ORDER_ENRICHED = Topic("dom.customer.order.enriched.v1", "json", "string", ("ksqldb",))
+CUSTOMER_CONSOLIDATED = Topic("dom.customer.consolidated.v1", "json", "string", ("ksqldb",))
+SEGMENT_MATERIALIZED = Topic(
+    "dom.segment.materialized.v1", "avro", "string", ("ksqldb",), "segment_materialized.avsc"
+)
+PROPENSITY_SCORE = Topic(
+    "dom.propensity.score.v1", "avro", "string", ("spark-score",), "propensity_score.avsc"
+)
+# Undecodable source records: original key and value bytes, the reason in headers.
+DEAD_LETTER = Topic("dom.pipeline.deadletter.v1", "bytes", "bytes", ("spark-bronze",))
+
+ALL_TOPICS: tuple[Topic, ...] = (
+    CUSTOMER_PROFILE,
+    ORDER_PLACED,
+    ACTIVATION_STATUS,
+    ORDER_ENRICHED,
+    CUSTOMER_CONSOLIDATED,
+    SEGMENT_MATERIALIZED,
+    PROPENSITY_SCORE,
+    DEAD_LETTER,
+)
+# The raw event topics the seed and the web UI publish and Spark bronze ingests.
+SOURCE_TOPICS: tuple[Topic, ...] = (CUSTOMER_PROFILE, ORDER_PLACED, ACTIVATION_STATUS)
+BY_NAME: dict[str, Topic] = {t.name: t for t in ALL_TOPICS}
+
+
+def topic(name: str) -> Topic:
+    try:
+        return BY_NAME[name]
+    except KeyError:
+        raise KeyError(f"unknown topic {name!r}; known: {', '.join(BY_NAME)}") from None
+
+
+@cache
+def load_schema_str(schema_file: str) -> str:
+    """The schema as a compact canonical JSON string (what is registered)."""
+    return json.dumps(json.loads((AVRO_DIR / schema_file).read_text()), separators=(",", ":"))

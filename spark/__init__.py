@@ -1,0 +1,1 @@
+"""Spark Structured Streaming jobs (bronze, silver, gold, score) on Delta Lake."""

@@ -1,0 +1,54 @@
+"""The one way a SparkSession is built: Delta extensions, local jars, sane small-cluster defaults.
+
+Jars come from the image (/opt/spark/jars) in the cluster and from ``make jars`` locally
+(``SPARK_JARS_DIR``); never from ``spark.jars.packages``/Ivy at run time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+
+DELTA_CONF = {
+    "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+    "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+}
+
+
+def local_jars(jars_dir: str | Path | None) -> list[str]:
+    if not jars_dir:
+        return []
+    directory = Path(jars_dir)
+    jars = sorted(str(p) for p in directory.glob("*.jar"))
+    if not jars:
+        raise FileNotFoundError(f"no jars in {directory}: run `make jars`")
+    return jars
+
+
+def build_session(
+    app_name: str,
+    *,
+    master: str | None = None,
+    jars_dir: str | Path | None = None,
+    shuffle_partitions: int = 4,
+    extra_conf: dict[str, str] | None = None,
+) -> SparkSession:
+    builder = SparkSession.builder.appName(app_name)
+    if master:
+        builder = builder.master(master)
+    conf = {
+        **DELTA_CONF,
+        "spark.sql.shuffle.partitions": str(shuffle_partitions),
+        "spark.sql.session.timeZone": "UTC",
+        # Schema evolution of source Avro (a new optional field) reaches Delta through MERGE.
+        "spark.databricks.delta.schema.autoMerge.enabled": "true",
+        "spark.ui.showConsoleProgress": "false",
+        **(extra_conf or {}),
+    }
+    jars = local_jars(jars_dir)
+    if jars:
+        conf["spark.jars"] = ",".join(jars)
+    for key, value in conf.items():
+        builder = builder.config(key, value)
+    return builder.getOrCreate()

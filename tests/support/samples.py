@@ -1,0 +1,33 @@
+"""One valid record per Avro topic, for round trips and fixtures."""
+
+from __future__ import annotations
+
+from schemas import topics
+
+CUSTOMER = "6f1c1d7e-8a55-4c55-9d61-0b7f0a0d7c11"
+ORDER = "0b9a4c1e-2a3e-4f9b-8e1f-3c0c9f3e2d10"
+
+SAMPLES: dict[str, dict] = {
+    topics.CUSTOMER_PROFILE.name: {
+        "customer_id": CUSTOMER, "email": "ada@example.com", "first_name": "Ada", "last_name": "Lovelace",
+        "created_at": 1_767_225_600_000, "updated_at": 1_767_225_600_500, "lifecycle_stage": "evangelist",
+        "is_active": True, "phone": "+442071234567",
+    },
+    topics.ORDER_PLACED.name: {
+        "order_id": ORDER, "customer_id": CUSTOMER, "order_total": 59.97,
+        "items": [{"sku": "SKU-1", "quantity": 3, "price": 19.99}], "currency": "EUR", "channel": "web",
+        "placed_at": 1_767_229_200_000,
+    },
+    topics.ACTIVATION_STATUS.name: {
+        "activation_id": "a7d0b8e2-5f7e-4a43-8a57-1f0e9f0c6b21", "customer_id": CUSTOMER, "order_id": None,
+        "channel": "push", "status": "bounced", "delivered_at": 1_767_232_800_000, "attempts": 2,
+    },
+    topics.SEGMENT_MATERIALIZED.name: {
+        "customer_id": CUSTOMER, "segment": "vip_evangelist", "lifecycle_stage": "evangelist",
+        "lifetime_value": 1234.5, "order_count": 12,
+    },
+    topics.PROPENSITY_SCORE.name: {
+        "customer_id": CUSTOMER, "score": 0.81, "model_version": "lr-20260101T000000", "behavioural_stage": "loyal",
+        "scored_at": 1_767_236_400_000,
+    },
+}
