@@ -11,7 +11,7 @@ from pathlib import Path
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from tests.support.paths import KAFKA_JARS
-from tests.support.procs import ServerProcess, free_port
+from tests.support.procs import ServerProcess, free_port, port_open
 
 _LOG4J2 = """\
 Configuration:
@@ -113,8 +113,9 @@ def start_broker(workdir: Path, heap: str = "512m") -> KafkaBroker:
         raise RuntimeError(f"kafka storage format failed ({fmt.returncode}):\n{fmt.stdout}\n{fmt.stderr}")
     proc = ServerProcess("kafka", [java, *jvm, "-cp", classpath, "kafka.Kafka", str(props)], workdir / "kafka.log")
     bootstrap = f"127.0.0.1:{port}"
+    proc.wait_until(lambda: port_open(port), 120, "listening")
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    proc.wait_until(lambda: admin.list_topics(timeout=2).brokers, 120, "answering metadata")
+    proc.wait_until(lambda: admin.list_topics(timeout=2).brokers, 60, "answering metadata")
     return KafkaBroker(bootstrap, proc)
 
 

@@ -144,17 +144,16 @@ class SchemaRegistryDouble:
                 if m := re.fullmatch(r"/subjects/([^/]+)/versions/([^/]+)", path):
                     body, status = double._version(m.group(1), m.group(2))
                     return status, body
-                if m := re.fullmatch(r"/subjects/([^/]+)", path):
-                    if method == "POST":
-                        subject, canonical = m.group(1), _canonical(self._body()["schema"])
-                        versions = double.subjects.get(subject)
-                        if not versions:
-                            return 404, {"error_code": 40401, "message": f"Subject '{subject}' not found."}
-                        for index, sid in enumerate(versions, 1):
-                            if _canonical(double.schemas[sid]) == canonical:
-                                return 200, {"subject": subject, "id": sid, "version": index,
-                                             "schema": double.schemas[sid]}
-                        return 404, {"error_code": 40403, "message": "Schema not found"}
+                if (m := re.fullmatch(r"/subjects/([^/]+)", path)) and method == "POST":
+                    subject, canonical = m.group(1), _canonical(self._body()["schema"])
+                    versions = double.subjects.get(subject)
+                    if not versions:
+                        return 404, {"error_code": 40401, "message": f"Subject '{subject}' not found."}
+                    for index, sid in enumerate(versions, 1):
+                        if _canonical(double.schemas[sid]) == canonical:
+                            return 200, {"subject": subject, "id": sid, "version": index,
+                                         "schema": double.schemas[sid]}
+                    return 404, {"error_code": 40403, "message": "Schema not found"}
                 if path == "/subjects":
                     return 200, sorted(double.subjects)
                 if m := re.fullmatch(r"/schemas/ids/(\d+)", path):

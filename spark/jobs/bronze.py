@@ -1,0 +1,146 @@
+"""Bronze: the three source topics -> bronze/<entity> Delta tables, undecodable records ->
+quarantine table + dead-letter topic. One query, foreachBatch, idempotent writes per table."""
+
+from __future__ import annotations
+
+import logging
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+from pyspark.sql.avro.functions import from_avro
+from pyspark.sql.streaming import StreamingQuery
+
+from schemas import topics
+from schemas.serde import registry_client
+from spark import tables
+from spark.entities import ENTITIES
+from spark.registry import WriterSchemas
+from spark.runtime import main, with_trigger
+from spark.settings import JobSettings
+from spark.transforms import bronze as T_bronze
+
+log = logging.getLogger(__name__)
+JOB = "bronze"
+
+KAFKA_META_SCHEMA = [
+    T.StructField("key", T.StringType()),
+    T.StructField("topic", T.StringType()),
+    T.StructField("partition", T.IntegerType()),
+    T.StructField("offset", T.LongType()),
+    T.StructField("kafka_timestamp", T.TimestampType()),
+    T.StructField("schema_id", T.IntegerType()),
+    T.StructField("ingest_time", T.TimestampType()),
+]
+QUARANTINE_SCHEMA = T.StructType(
+    [
+        T.StructField("topic", T.StringType()),
+        T.StructField("partition", T.IntegerType()),
+        T.StructField("offset", T.LongType()),
+        T.StructField("kafka_timestamp", T.TimestampType()),
+        T.StructField("key_bytes", T.BinaryType()),
+        T.StructField("value", T.BinaryType()),
+        T.StructField("schema_id", T.IntegerType()),
+        T.StructField("reason", T.StringType()),
+        T.StructField("ingest_time", T.TimestampType()),
+    ]
+)
+
+
+def contract_struct(spark: SparkSession, schema_str: str) -> T.StructType:
+    """The Spark type spark-avro gives a contract schema."""
+    probe = spark.range(0).select(from_avro(F.lit(None).cast("binary"), schema_str).alias("d"))
+    return probe.schema["d"].dataType  # type: ignore[return-value]
+
+
+def nullable(data_type: T.DataType) -> T.DataType:
+    """The same type with every level nullable: Delta rejects NOT NULL nested in arrays, and the Avro
+    contract, not the table, is what enforces presence in bronze."""
+    if isinstance(data_type, T.StructType):
+        return T.StructType([T.StructField(f.name, nullable(f.dataType), True) for f in data_type.fields])
+    if isinstance(data_type, T.ArrayType):
+        return T.ArrayType(nullable(data_type.elementType), True)
+    if isinstance(data_type, T.MapType):
+        return T.MapType(data_type.keyType, nullable(data_type.valueType), True)
+    return data_type
+
+
+def ensure_tables(spark: SparkSession, settings: JobSettings) -> None:
+    for entity in ENTITIES:
+        fields = nullable(contract_struct(spark, entity.topic.schema_str)).fields  # type: ignore[attr-defined]
+        tables.ensure(spark, settings.table("bronze", entity.name), T.StructType(KAFKA_META_SCHEMA + list(fields)))
+    tables.ensure(spark, settings.table("quarantine", "records"), QUARANTINE_SCHEMA)
+
+
+class BronzeBatch:
+    """The foreachBatch body: decode, write good rows per entity, quarantine and dead-letter the rest."""
+
+    def __init__(self, settings: JobSettings, writers: WriterSchemas, app_id: str = JOB):
+        self.settings = settings
+        self.writers = writers
+        self.app_id = app_id
+
+    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        framed = T_bronze.frame(batch).persist()
+        try:
+            self._process(framed, batch_id)
+        finally:
+            framed.unpersist()
+
+    def _process(self, framed: DataFrame, batch_id: int) -> None:
+        seen = framed.where(F.col("magic") == 0).select("topic", "schema_id").distinct().collect()
+        bad_parts, cached = [], []
+        for entity in ENTITIES:
+            topic = self.settings.topic(entity.topic)
+            ids = {r.schema_id for r in seen if r.topic == topic.name}
+            writers = self.writers.resolve(topic, ids)
+            decoded = T_bronze.decode_topic(framed, topic.name, topic.schema_str, writers).persist()
+            cached.append(decoded)
+            tables.append_once(
+                T_bronze.good_rows(decoded), self.settings.table("bronze", entity.name),
+                f"{self.app_id}:{entity.name}", batch_id,
+            )
+            bad_parts.append(T_bronze.quarantine(decoded))
+        bad = bad_parts[0]
+        for part in bad_parts[1:]:
+            bad = bad.unionByName(part)
+        bad = bad.persist()
+        if not bad.isEmpty():
+            tables.append_once(bad, self.settings.table("quarantine", "records"), f"{self.app_id}:quarantine", batch_id)
+            # At least once: a replayed batch may re-send its dead letters (the table write is exactly once).
+            (
+                T_bronze.dead_letters(bad).write.format("kafka")
+                .option("kafka.bootstrap.servers", self.settings.bootstrap_servers)
+                .option("topic", self.settings.topic(topics.DEAD_LETTER).name)
+                .save()
+            )
+            log.warning("batch %s: %d records quarantined", batch_id, bad.count())
+        bad.unpersist()
+        for df in cached:
+            df.unpersist()
+
+
+def start(spark: SparkSession, settings: JobSettings) -> list[StreamingQuery]:
+    ensure_tables(spark, settings)
+    writers = WriterSchemas(registry_client(settings.schema_registry_url))
+    for entity in ENTITIES:
+        writers.preload(settings.topic(entity.topic))
+    source = (
+        spark.readStream.format("kafka")
+        .option("kafka.bootstrap.servers", settings.bootstrap_servers)
+        .option("subscribe", ",".join(settings.topic(e.topic).name for e in ENTITIES))
+        .option("startingOffsets", settings.starting_offsets)
+        .option("maxOffsetsPerTrigger", settings.max_offsets_per_trigger)
+        .option("failOnDataLoss", "false")
+        .load()
+    )
+    writer = (
+        source.writeStream.queryName("bronze")
+        .foreachBatch(BronzeBatch(settings, writers))
+        .option("checkpointLocation", settings.checkpoint(JOB, "sources"))
+    )
+    return [with_trigger(writer, settings).start()]
+
+
+if __name__ == "__main__":
+    main(JOB, start)

@@ -1,0 +1,90 @@
+"""Gold C360: silver change data feeds -> gold/c360, one row per customer (also those without orders).
+
+One query over the union of the three silver CDF streams (one writer for the table). Each batch
+turns its change rows into per-customer changes, reads the current gold rows of only those
+customers, applies the changes and MERGEs the result idempotently.
+"""
+
+from __future__ import annotations
+
+from delta.tables import DeltaTable
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.streaming import StreamingQuery
+
+from spark import tables
+from spark.entities import ACTIVATIONS, CUSTOMERS, ENTITIES, ORDERS
+from spark.runtime import main, with_trigger
+from spark.settings import JobSettings
+from spark.transforms import gold as T_gold
+
+JOB = "gold"
+
+# Only what the gold rules read travels through the union (the CDF rows are wide).
+KEEP = {
+    CUSTOMERS.silver: ["customer_id", "updated_at", *T_gold.PROFILE_FIELDS],
+    ORDERS.silver: ["customer_id", "order_total", "placed_at"],
+    ACTIVATIONS.silver: ["customer_id", "status", "delivered_at"],
+}
+
+
+class GoldBatch:
+    def __init__(self, settings: JobSettings):
+        self.path = settings.table("gold", "c360")
+        self.app_id = f"{JOB}:c360"
+
+    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        spark = batch.sparkSession
+        batch = batch.persist()
+        try:
+            by = {name: batch.where(F.col("_entity") == name) for name in KEEP}
+            change_rows = T_gold.changes(
+                T_gold.profile_changes(by[CUSTOMERS.silver]),
+                T_gold.order_deltas(by[ORDERS.silver]),
+                T_gold.activation_deltas(by[ACTIVATIONS.silver]),
+            )
+            touched = change_rows.select("customer_id")
+            current = spark.read.format("delta").load(self.path).join(F.broadcast(touched), "customer_id", "left_semi")
+            # Materialised before the MERGE: the source must not re-read the table it rewrites.
+            updated = T_gold.apply_changes(current, change_rows, F.current_timestamp()).localCheckpoint()
+            target = DeltaTable.forPath(spark, self.path)
+            merge = (
+                target.alias("t")
+                .merge(updated.alias("s"), "t.customer_id = s.customer_id")
+                .whenMatchedUpdateAll()
+                .whenNotMatchedInsertAll()
+            )
+            with tables.idempotent(spark, self.app_id, batch_id):
+                merge.execute()
+        finally:
+            batch.unpersist()
+
+
+def change_stream(spark: SparkSession, path: str, entity: str) -> DataFrame:
+    return (
+        spark.readStream.format("delta")
+        .option("readChangeFeed", "true")
+        .load(path)
+        .select(*KEEP[entity], "_change_type", "_commit_version")
+        .withColumn("_entity", F.lit(entity))
+    )
+
+
+def start(spark: SparkSession, settings: JobSettings) -> list[StreamingQuery]:
+    for entity in ENTITIES:
+        tables.wait_for(spark, settings.table("silver", entity.silver))
+    tables.ensure(spark, settings.table("gold", "c360"), T_gold.C360_SCHEMA, tables.CDF)
+    streams = [change_stream(spark, settings.table("silver", e.silver), e.silver) for e in ENTITIES]
+    union = streams[0]
+    for other in streams[1:]:
+        union = union.unionByName(other, allowMissingColumns=True)
+    writer = (
+        union.writeStream.queryName("gold_c360")
+        .foreachBatch(GoldBatch(settings))
+        .option("checkpointLocation", settings.checkpoint(JOB, "c360"))
+    )
+    return [with_trigger(writer, settings).start()]
+
+
+if __name__ == "__main__":
+    main(JOB, start)

@@ -1,0 +1,1 @@
+"""Pure DataFrame -> DataFrame transformations, free of I/O, tested on small frames."""
