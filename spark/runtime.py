@@ -49,12 +49,27 @@ def await_all(spark: SparkSession, queries: list[StreamingQuery]) -> None:
             raise RuntimeError(f"query {q.name} failed: {q.exception()}")
 
 
-def main(job: str, start: Callable[[SparkSession, JobSettings], list[StreamingQuery]]) -> None:
+def _settings(job: str) -> JobSettings:
     try:
-        settings = JobSettings.from_env()
+        return JobSettings.from_env()
     except ConfigError as exc:
         print(f"{job}: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def main_batch(job: str, run: Callable[[SparkSession, JobSettings], object]) -> None:
+    """A batch entry point (train, evaluate): same settings and session, runs once."""
+    settings = _settings(job)
+    configure(settings.log_level)
+    spark = session_for(job, settings)
+    try:
+        run(spark, settings)
+    finally:
+        spark.stop()
+
+
+def main(job: str, start: Callable[[SparkSession, JobSettings], list[StreamingQuery]]) -> None:
+    settings = _settings(job)
     configure(settings.log_level)
     spark = session_for(job, settings)
     try:

@@ -36,6 +36,7 @@ class JobSettings:
         "MAX_OFFSETS_PER_TRIGGER", 50000, s.positive_int, "a positive integer"
     )
     topic_prefix: str = s.env("TOPIC_PREFIX", "", str, "a prefix for every topic name (empty in the product)")
+    label_window_days: int = s.env("LABEL_WINDOW_DAYS", 14, s.positive_int, "a positive number of days")
     model_dir: str = s.env("MODEL_DIR", "", str, "a directory path (default: DELTA_ROOT/_models/propensity)")
     jars_dir: str = s.env("SPARK_JARS_DIR", "", str, "a directory of jars (empty in the image: jars are baked in)")
     spark_master: str = s.env("SPARK_MASTER", "", str, "a Spark master URL (empty: spark-submit decides)")

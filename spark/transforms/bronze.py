@@ -52,7 +52,8 @@ def decode_topic(
 ) -> DataFrame:
     """Rows of ``topic`` with a ``decoded`` struct (reader schema) or null, plus ``reason`` when null."""
     rows = framed.where(F.col("topic") == topic)
-    decoded: Column = F.lit(None)
+    # A typed null: with no usable writer schema yet the column still has the contract's struct type.
+    decoded: Column = from_avro(F.lit(None).cast("binary"), reader_schema)
     if writer_schemas:
         branches = None
         for schema_id, writer in sorted(writer_schemas.items()):

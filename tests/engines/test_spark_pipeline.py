@@ -12,9 +12,7 @@ from spark.jobs import bronze, gold, silver
 from tests.support import pipeline
 
 DAY = 86_400_000
-# Event times sit 10 days before today (UTC midnight): gold's recency is measured against the wall clock.
-_TODAY = dt.datetime.now(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-T0 = int((_TODAY - dt.timedelta(days=10)).timestamp() * 1000)
+T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z; gold measures recency against event time, not the wall clock
 
 
 def ts(ms: int) -> dt.datetime:
@@ -88,7 +86,8 @@ def test_known_events_land_exactly_in_bronze_silver_gold(spark, kafka_broker, en
     assert (c1.first_name, c1.lifecycle_stage) == ("Ada2", "evangelist")  # declared stage passed through
     assert (c1.order_count, c1.lifetime_value, c1.avg_order_value) == (2, 40.0, 20.0)
     assert (c1.first_order_at, c1.last_order_at) == (ts(T0 + DAY), ts(T0 + 2 * DAY))
-    assert c1.recency_days == 8 and c1.behavioural_stage == "customer"
+    # as_of = newest event time seen = T0 + 3 days (activation a3)
+    assert c1.recency_days == 1 and c1.tenure_days == 3 and c1.behavioural_stage == "customer"
     assert (c1.activations_delivered, c1.activations_failed, c1.engagement_rate) == (1, 2, 0.3333)
     assert c1.last_engagement_at == ts(T0 + DAY)
     assert (c2.order_count, c2.lifetime_value, c2.avg_order_value, c2.behavioural_stage) == (0, 0.0, None, "prospect")
@@ -106,6 +105,6 @@ def test_known_events_land_exactly_in_bronze_silver_gold(spark, kafka_broker, en
     assert (c360["c1"].order_count, c360["c1"].lifetime_value) == (2, 40.0)
     assert (c360["c1"].activations_delivered, c360["c1"].activations_failed) == (2, 1)
     assert (c360["c2"].order_count, c360["c2"].lifetime_value, c360["c2"].behavioural_stage) == (1, 5.5, "customer")
-    assert c360["c2"].recency_days == 5
+    assert c360["c2"].recency_days == 0 and c360["c1"].recency_days == 3
     history = spark.sql(f"DESCRIBE HISTORY delta.`{env.table('gold', 'c360')}`").where(F.col("operation") == "MERGE")
     assert history.count() == 2

@@ -1,0 +1,130 @@
+"""Score: gold/c360 change data feed -> propensity scores in gold/propensity and, as Confluent-framed
+Avro, on dom.propensity.score.v1. Only customers whose gold row changed are scored.
+
+The model is the latest saved version (``python -m spark.jobs.train``); with none yet, the job
+trains one from silver first, waiting until there is enough history for both labels.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from confluent_kafka.schema_registry import Schema
+from delta.tables import DeltaTable
+from pyspark.ml import PipelineModel
+from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+from pyspark.sql.avro.functions import to_avro
+from pyspark.sql.streaming import StreamingQuery
+
+from schemas import serde, topics
+from spark import model as M
+from spark import tables
+from spark.jobs import train
+from spark.runtime import main, with_trigger
+from spark.settings import JobSettings
+from spark.transforms.features import features
+
+log = logging.getLogger(__name__)
+JOB = "score"
+
+PROPENSITY_SCHEMA = T.StructType(
+    [
+        T.StructField("customer_id", T.StringType(), False),
+        T.StructField("score", T.DoubleType(), False),
+        T.StructField("model_version", T.StringType(), False),
+        T.StructField("behavioural_stage", T.StringType(), False),
+        T.StructField("scored_at", T.TimestampType(), False),
+    ]
+)
+
+
+def latest_rows(c360_cdf: DataFrame) -> DataFrame:
+    """The newest image of every gold row the batch touched."""
+    rows = c360_cdf.where(F.col("_change_type").isin("insert", "update_postimage"))
+    window = Window.partitionBy("customer_id").orderBy(F.col("_commit_version").desc())
+    return rows.withColumn("_rn", F.row_number().over(window)).where("_rn = 1").drop("_rn")
+
+
+def score_rows(pipeline_model: PipelineModel, version: str, c360_rows: DataFrame) -> DataFrame:
+    scored = M.score(pipeline_model, features(c360_rows))
+    return scored.select(
+        F.coalesce("customer_id", F.lit("")).alias("customer_id"),
+        F.round(F.coalesce("score", F.lit(0.0)), 6).alias("score"),
+        F.lit(version).alias("model_version"),
+        F.coalesce("behavioural_stage", F.lit("prospect")).alias("behavioural_stage"),
+        F.current_timestamp().alias("scored_at"),
+    )
+
+
+def framed_avro(scores: DataFrame, schema_id: int, schema_str: str) -> DataFrame:
+    """Kafka rows: key customer_id, value = magic 0 + big-endian schema id + Avro body (spark-avro)."""
+    header = F.lit(serde.frame(schema_id, b""))
+    body = to_avro(F.struct(*[F.col(f.name) for f in PROPENSITY_SCHEMA.fields]), schema_str)
+    return scores.select(F.col("customer_id").alias("key"), F.concat(header, body).alias("value"))
+
+
+class ScoreBatch:
+    def __init__(self, settings: JobSettings, pipeline_model: PipelineModel, version: str, schema_id: int):
+        self.settings = settings
+        self.model = pipeline_model
+        self.version = version
+        self.schema_id = schema_id
+        self.topic = settings.topic(topics.PROPENSITY_SCORE)
+        self.path = settings.table("gold", "propensity")
+
+    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        spark = batch.sparkSession
+        scores = score_rows(self.model, self.version, latest_rows(batch)).localCheckpoint()
+        merge = (
+            DeltaTable.forPath(spark, self.path).alias("t")
+            .merge(scores.alias("s"), "t.customer_id = s.customer_id")
+            .whenMatchedUpdateAll()
+            .whenNotMatchedInsertAll()
+        )
+        with tables.idempotent(spark, f"{JOB}:propensity", batch_id):
+            merge.execute()
+        # At least once on the topic: a replayed batch re-publishes the same scores (keyed, harmless).
+        (
+            framed_avro(scores, self.schema_id, self.topic.schema_str)
+            .write.format("kafka")
+            .option("kafka.bootstrap.servers", self.settings.bootstrap_servers)
+            .option("topic", self.topic.name)
+            .save()
+        )
+
+
+def model_for_scoring(spark: SparkSession, settings: JobSettings, poll_s: float = 30.0) -> tuple[PipelineModel, str]:
+    while True:
+        version = M.latest_version(settings.models)
+        if version is not None:
+            log.info("scoring with model %s", version)
+            return M.load(settings.models, version), version
+        try:
+            train.run(spark, settings)
+        except ValueError as exc:  # not enough history yet: wait for the seed / more events
+            log.info("no model yet and cannot train one (%s); retrying in %.0fs", exc, poll_s)
+            time.sleep(poll_s)
+
+
+def start(spark: SparkSession, settings: JobSettings) -> list[StreamingQuery]:
+    c360 = settings.table("gold", "c360")
+    tables.wait_for(spark, c360)
+    tables.ensure(spark, settings.table("gold", "propensity"), PROPENSITY_SCHEMA)
+    pipeline_model, version = model_for_scoring(spark, settings)
+    topic = settings.topic(topics.PROPENSITY_SCORE)
+    client = serde.registry_client(settings.schema_registry_url)
+    schema_id = client.register_schema(topic.subject, Schema(topic.schema_str, "AVRO"))
+    source = spark.readStream.format("delta").option("readChangeFeed", "true").load(c360)
+    writer = (
+        source.writeStream.queryName("score")
+        .foreachBatch(ScoreBatch(settings, pipeline_model, version, schema_id))
+        .option("checkpointLocation", settings.checkpoint(JOB, "propensity"))
+    )
+    return [with_trigger(writer, settings).start()]
+
+
+if __name__ == "__main__":
+    main(JOB, start)
