@@ -193,6 +193,8 @@ def test_make_publisher_picks_the_transport(mock_registry_url):
                                              bootstrap_servers="127.0.0.1:1"))
     try:
         assert isinstance(rest, RestPublisher) and isinstance(kafka, KafkaPublisher)
+        assert kafka.producer_conf["enable.idempotence"] is True and kafka.producer_conf["acks"] == "all"
+        assert kafka.producer_conf["bootstrap.servers"] == "127.0.0.1:1"
     finally:
         rest.close()
         kafka.close()
