@@ -1,0 +1,1 @@
+"""Kubernetes operators of the Marketing Engine (kopf). See ``operators.ksql``."""

@@ -1,0 +1,209 @@
+"""Marketing segment rules: ``ksql/segments.yaml`` is the one place they live.
+
+* :func:`load_rules` reads and validates the YAML.
+* :func:`case_expression` renders the rules as the ksqlDB ``CASE`` expression that
+  ``ksql/060-segments.sql`` carries between its GENERATED markers.
+* :func:`segment_for` evaluates the same rules in Python (for the web UI, Spark jobs, tests).
+
+CLI: ``python -m operators.ksql.segments [--check|--write] [ksql/]`` compares (exit 1 when stale)
+or rewrites the generated block of every ``.sql`` file that has the markers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+RULES_FILE = "segments.yaml"
+BEGIN_MARKER = "-- BEGIN GENERATED segment rules"
+END_MARKER = "-- END GENERATED segment rules"
+_CONDITIONS = {"lifecycle_stage", "min_lifetime_value", "min_order_count", "max_order_count"}
+_SEGMENT_NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
+
+
+class RulesError(ValueError):
+    """segments.yaml is malformed."""
+
+
+@dataclass(frozen=True)
+class Rule:
+    segment: str
+    stages: tuple[str, ...] = ()  # empty: any stage
+    min_lifetime_value: float | None = None
+    min_order_count: int | None = None
+    max_order_count: int | None = None
+
+    def matches(self, stage: str | None, lifetime_value: float, order_count: int) -> bool:
+        if self.stages and stage not in self.stages:
+            return False
+        if self.min_lifetime_value is not None and not lifetime_value >= self.min_lifetime_value:
+            return False
+        if self.min_order_count is not None and not order_count >= self.min_order_count:
+            return False
+        return not (self.max_order_count is not None and not order_count <= self.max_order_count)
+
+
+@dataclass(frozen=True)
+class Rules:
+    rules: tuple[Rule, ...]
+    default: str
+
+    @property
+    def segments(self) -> tuple[str, ...]:
+        names: list[str] = []
+        for name in [r.segment for r in self.rules] + [self.default]:
+            if name not in names:
+                names.append(name)
+        return tuple(names)
+
+
+def parse_rules(doc: Any) -> Rules:
+    if not isinstance(doc, Mapping) or doc.get("version") != 1:
+        raise RulesError("segments.yaml must be a mapping with version: 1")
+    default = doc.get("default")
+    if not isinstance(default, str) or not _SEGMENT_NAME.match(default):
+        raise RulesError("default must be a segment name (lower_snake_case)")
+    raw_rules = doc.get("rules")
+    if not isinstance(raw_rules, Sequence) or isinstance(raw_rules, str) or not raw_rules:
+        raise RulesError("rules must be a non-empty list")
+    rules: list[Rule] = []
+    for n, raw in enumerate(raw_rules, 1):
+        if not isinstance(raw, Mapping):
+            raise RulesError(f"rule {n} must be a mapping")
+        unknown = set(raw) - _CONDITIONS - {"segment"}
+        if unknown:
+            raise RulesError(f"rule {n}: unknown keys {sorted(unknown)}; allowed: segment, {sorted(_CONDITIONS)}")
+        segment = raw.get("segment")
+        if not isinstance(segment, str) or not _SEGMENT_NAME.match(segment):
+            raise RulesError(f"rule {n}: segment must be a lower_snake_case name")
+        stages = raw.get("lifecycle_stage", ())
+        stages = (stages,) if isinstance(stages, str) else tuple(stages)
+        if not all(isinstance(s, str) and s and "'" not in s for s in stages):
+            raise RulesError(f"rule {n}: lifecycle_stage must be a stage name or a list of them")
+        min_value = raw.get("min_lifetime_value")
+        if min_value is not None and (
+            isinstance(min_value, bool) or not isinstance(min_value, int | float) or not math.isfinite(min_value)
+        ):
+            raise RulesError(f"rule {n}: min_lifetime_value must be a number")
+        counts = {}
+        for key in ("min_order_count", "max_order_count"):
+            value = raw.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+                raise RulesError(f"rule {n}: {key} must be an integer >= 0")
+            counts[key] = value
+        if not stages and min_value is None and counts["min_order_count"] is None and counts[
+            "max_order_count"
+        ] is None:
+            raise RulesError(f"rule {n}: has no condition (use `default` for the catch-all)")
+        rules.append(Rule(segment, stages, None if min_value is None else float(min_value),
+                          counts["min_order_count"], counts["max_order_count"]))
+    return Rules(tuple(rules), default)
+
+
+def load_rules(path: str | Path) -> Rules:
+    path = Path(path)
+    if path.is_dir():
+        path = path / RULES_FILE
+    return parse_rules(yaml.safe_load(path.read_text()))
+
+
+def segment_for(rules: Rules, lifecycle_stage: str | None, lifetime_value: float | None,
+                order_count: int | None) -> str:
+    """The segment a customer falls in (missing metrics count as 0, as in the consolidated view)."""
+    value = 0.0 if lifetime_value is None else float(lifetime_value)
+    count = 0 if order_count is None else int(order_count)
+    for rule in rules.rules:
+        if rule.matches(lifecycle_stage, value, count):
+            return rule.segment
+    return rules.default
+
+
+# ---- ksqlDB rendering ----------------------------------------------------------------------------
+
+
+def _number(value: float) -> str:
+    text = repr(float(value))
+    return text if "e" not in text else f"{value:.6f}"
+
+
+def case_expression(rules: Rules, indent: str = "") -> str:
+    """The rules as a ksqlDB CASE expression over `lifecycle_stage`, `lifetime_value`, `order_count`."""
+    lines = [f"{indent}CASE"]
+    for rule in rules.rules:
+        conds: list[str] = []
+        if len(rule.stages) == 1:
+            conds.append(f"`lifecycle_stage` = '{rule.stages[0]}'")
+        elif rule.stages:
+            conds.append("`lifecycle_stage` IN (" + ", ".join(f"'{s}'" for s in rule.stages) + ")")
+        if rule.min_lifetime_value is not None:
+            conds.append(f"`lifetime_value` >= {_number(rule.min_lifetime_value)}")
+        if rule.min_order_count is not None:
+            conds.append(f"`order_count` >= {rule.min_order_count}")
+        if rule.max_order_count is not None:
+            conds.append(f"`order_count` <= {rule.max_order_count}")
+        lines.append(f"{indent}    WHEN {' AND '.join(conds)} THEN '{rule.segment}'")
+    lines.append(f"{indent}    ELSE '{rules.default}'")
+    lines.append(f"{indent}END")
+    return "\n".join(lines)
+
+
+_BLOCK = re.compile(
+    r"(?P<head>^(?P<indent>[ \t]*)" + re.escape(BEGIN_MARKER) + r"[^\n]*\n)(?P<body>.*?)(?P<tail>^[ \t]*"
+    + re.escape(END_MARKER) + r")",
+    re.MULTILINE | re.DOTALL,
+)
+
+
+def generated_block(sql: str) -> str | None:
+    """The text between the markers of ``sql`` (None when it has no markers)."""
+    m = _BLOCK.search(sql)
+    return None if m is None else m.group("body")
+
+
+def render(sql: str, rules: Rules) -> str:
+    """``sql`` with the block between the markers replaced by the rendered rules."""
+    m = _BLOCK.search(sql)
+    if m is None:
+        raise RulesError(f"no '{BEGIN_MARKER}' ... '{END_MARKER}' block")
+    body = case_expression(rules, m.group("indent")) + "\n"
+    return sql[: m.start("body")] + body + sql[m.end("body") :]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m operators.ksql.segments", description=__doc__.split("\n\n")[0])
+    ap.add_argument("directory", nargs="?", default="ksql", help="directory with segments.yaml and *.sql")
+    mode = ap.add_mutually_exclusive_group()
+    mode.add_argument("--check", action="store_true", help="exit 1 if a generated block is stale (default)")
+    mode.add_argument("--write", action="store_true", help="rewrite the generated blocks")
+    args = ap.parse_args(argv)
+    directory = Path(args.directory)
+    try:
+        rules = load_rules(directory)
+    except (OSError, RulesError, yaml.YAMLError) as exc:
+        print(f"segments: {exc}", file=sys.stderr)
+        return 2
+    stale = []
+    for path in sorted(directory.glob("*.sql")):
+        text = path.read_text()
+        if generated_block(text) is None:
+            continue
+        new = render(text, rules)
+        if new != text:
+            stale.append(path)
+            if args.write:
+                path.write_text(new)
+    for path in stale:
+        print(f"{'rewrote' if args.write else 'stale'}: {path}")
+    return 1 if stale and not args.write else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,240 @@
+"""The ksqlDB topology in ksql/: topic names from the registry, Avro columns from the contracts,
+segment rules from ksql/segments.yaml, and re-apply safety."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from operators.ksql import planner, segments, splitter, statements
+from operators.ksql.client import Catalog, LiveQuery, LiveSource
+from operators.ksql.statements import tokenize
+from schemas import topics
+from schemas.topics import AVRO_DIR
+
+KSQL_DIR = Path(__file__).resolve().parents[2] / "ksql"
+FILES = {p.name: p.read_text() for p in sorted(KSQL_DIR.glob("*.sql"))}
+TOPOLOGY = statements.load(FILES)
+BY_NAME = TOPOLOGY.by_name()
+
+
+def avsc(topic: topics.Topic) -> dict:
+    return json.loads((AVRO_DIR / topic.schema_file).read_text())
+
+
+def ksql_type(avro_type) -> str:
+    """The ksqlDB column type an Avro field type maps to (rendered like statements.render_type)."""
+    if isinstance(avro_type, list):
+        branches = [b for b in avro_type if b != "null"]
+        assert len(branches) == 1, avro_type
+        return ksql_type(branches[0])
+    if isinstance(avro_type, dict):
+        if avro_type.get("logicalType") == "timestamp-millis":
+            return "TIMESTAMP"
+        kind = avro_type["type"]
+        if kind == "enum":
+            return "STRING"
+        if kind == "array":
+            return f"ARRAY<{ksql_type(avro_type['items'])}>"
+        if kind == "record":
+            inner = ", ".join(f"`{f['name']}` {ksql_type(f['type'])}" for f in avro_type["fields"])
+            return f"STRUCT<{inner}>"
+        return ksql_type(kind)
+    return {"string": "STRING", "int": "INT", "long": "BIGINT", "double": "DOUBLE", "float": "DOUBLE",
+            "boolean": "BOOLEAN", "bytes": "BYTES"}[avro_type]
+
+
+def projection(source: statements.Source) -> list[str]:
+    """Output column names of a CREATE ... AS SELECT, in order (alias, else the column itself)."""
+    toks = tokenize(source.text)
+    ups = [t.upper for t in toks]
+    start = ups.index("SELECT") + 1
+    depth, end = 0, start
+    for end in range(start, len(toks)):
+        if toks[end].value == "(":
+            depth += 1
+        elif toks[end].value == ")":
+            depth -= 1
+        elif depth == 0 and ups[end] == "FROM":
+            break
+    items: list[list[statements.Token]] = [[]]
+    depth = 0
+    for tok in toks[start:end]:
+        if tok.value == "(":
+            depth += 1
+        elif tok.value == ")":
+            depth -= 1
+        if tok.value == "," and depth == 0 and tok.kind == "sym":
+            items.append([])
+        else:
+            items[-1].append(tok)
+    return [statements.canonical_name(item[-1]) for item in items]
+
+
+def topic_literals() -> list[str]:
+    found = []
+    for text in FILES.values():
+        found += re.findall(r"KAFKA_TOPIC\s*=\s*'([^']*)'", text, flags=re.IGNORECASE)
+    return found
+
+
+def test_every_file_parses_and_is_in_dependency_order():
+    assert len(TOPOLOGY.sources) >= 10
+    ordered = [s.name for s in planner.dependency_order(TOPOLOGY)]
+    assert ordered == [s.name for s in TOPOLOGY.sources], "files/statements must already be in dependency order"
+
+
+def test_every_topic_named_in_the_sql_is_in_the_registry():
+    named = topic_literals()
+    assert named, "the files name their topics"
+    for name in named:
+        assert name in topics.BY_NAME, f"{name} is not in schemas/topics.py"
+    # and every KAFKA_TOPIC is one of the parsed sources' topics (nothing hides in comments)
+    assert set(named) == {s.topic for s in TOPOLOGY.sources if "KAFKA_TOPIC" in s.with_props}
+
+
+def test_each_ksqldb_output_topic_of_the_registry_is_written_by_exactly_one_query():
+    for topic in [t for t in topics.ALL_TOPICS if "ksqldb" in t.producers]:
+        writers = [s.name for s in TOPOLOGY.sources if s.query and s.topic == topic.name]
+        assert len(writers) == 1, f"{topic.name}: {writers}"
+        src = BY_NAME[writers[0]]
+        assert src.value_format == topic.value_format.upper()
+        assert src.with_props.get("KEY_FORMAT") == "KAFKA"
+
+
+@pytest.mark.parametrize("topic", topics.SOURCE_TOPICS, ids=lambda t: t.name)
+def test_source_streams_declare_exactly_the_avro_fields(topic):
+    readers = [s for s in TOPOLOGY.sources if not s.query and s.topic == topic.name]
+    assert len(readers) == 1
+    src = readers[0]
+    assert src.value_format == "AVRO" and src.with_props.get("KEY_FORMAT") == "KAFKA"
+    fields = {f["name"]: ksql_type(f["type"]) for f in avsc(topic)["fields"]}
+    keys = [c for c in src.columns if c.key]
+    assert [(c.name, c.type) for c in keys] == [("customer_id", "STRING")], "string key = customer_id"
+    declared = {c.name: c.type for c in src.value_columns}
+    # the value's customer_id repeats the key and cannot be declared twice
+    assert declared == {k: v for k, v in fields.items() if k != "customer_id"}
+    assert "customer_id" in fields
+
+
+def test_segment_output_matches_the_segment_contract():
+    topic = topics.SEGMENT_MATERIALIZED
+    (src,) = [s for s in TOPOLOGY.sources if s.query and s.topic == topic.name]
+    schema = avsc(topic)
+    assert src.value_format == "AVRO"
+    assert src.with_props.get("VALUE_AVRO_SCHEMA_FULL_NAME") == f"{schema['namespace']}.{schema['name']}"
+    columns = projection(src)
+    reader = BY_NAME[src.reads[0]]
+    key = [c.name for c in reader.columns if c.key]
+    assert columns[0] == key[0], "the key column comes first and is not part of the value"
+    assert columns[1:] == [f["name"] for f in schema["fields"]], "value columns: names and order of the avsc"
+    for f in schema["fields"]:
+        assert isinstance(f["type"], list) and f["type"][0] == "null", "ksqlDB writes every value column nullable"
+
+
+def test_consolidated_view_is_built_from_profiles_and_left_joins_the_summaries():
+    (src,) = [s for s in TOPOLOGY.sources if s.query and s.topic == topics.CUSTOMER_CONSOLIDATED.name]
+    toks = [t.upper for t in tokenize(src.text)]
+    from_at = toks.index("FROM")
+    assert src.reads[0] == "T_CUSTOMER_PROFILE", "customers without orders must appear: FROM the profile table"
+    joins = [i for i, w in enumerate(toks) if w == "JOIN"]
+    assert joins and all(toks[i - 1] == "LEFT" for i in joins), "only LEFT JOINs"
+    assert from_at < joins[0]
+    cols = projection(src)
+    for needed in ["customer_id", "first_name", "last_name", "email", "lifecycle_stage", "is_active",
+                   "lifetime_value", "order_count", "last_order_at", "delivered_count", "failed_count", "bounced_count",
+                   "last_engagement_at"]:
+        assert needed in cols
+    assert {"T_ORDER_SUMMARY", "T_ACTIVATION_SUMMARY"} <= set(src.reads)
+
+
+def test_enriched_orders_carry_lifecycle_stage():
+    (src,) = [s for s in TOPOLOGY.sources if s.query and s.topic == topics.ORDER_ENRICHED.name]
+    assert src.joins and "T_CUSTOMER_PROFILE" in src.reads
+    assert "lifecycle_stage" in projection(src)
+
+
+def test_profile_table_keeps_the_latest_profile():
+    profile = BY_NAME["T_CUSTOMER_PROFILE"]
+    assert profile.kind == "TABLE" and profile.groups and "LATEST_BY_OFFSET" in profile.text
+    assert profile.reads == ("S_CUSTOMER_PROFILE_SOURCE",)
+
+
+def test_reapplying_is_safe_and_nothing_drops_or_deletes():
+    for s in TOPOLOGY.sources:
+        assert s.if_not_exists or s.or_replace, f"{s.ref} must be IF NOT EXISTS or CREATE OR REPLACE"
+        if s.or_replace:
+            assert s.upgradable_in_place, f"{s.ref}: ksqlDB cannot CREATE OR REPLACE joins/aggregations"
+    for name, text in FILES.items():
+        normalized = " ".join(p.normalized.upper() for p in splitter.split(text))
+        assert "DELETE TOPIC" not in normalized and "DROP " not in normalized, name
+    # planning twice against a server that has everything: nothing to do
+    live = Catalog(
+        {s.name: LiveSource(s.name, s.kind, s.topic) for s in TOPOLOGY.sources},
+        tuple(LiveQuery(f"Q_{s.name}", (s.name,), "RUNNING") for s in TOPOLOGY.sources if s.query),
+    )
+    records = {s.name: planner.Record(s.name, s.ref, planner.short(s.digest), "created") for s in TOPOLOGY.sources}
+    assert planner.plan(TOPOLOGY, records, live).steps == []
+
+
+# ---- segment rules: one place ---------------------------------------------------------------------
+
+
+RULES = segments.load_rules(KSQL_DIR)
+
+
+def test_generated_case_in_the_sql_is_rendered_from_segments_yaml():
+    blocks = [(name, segments.generated_block(text)) for name, text in FILES.items()]
+    blocks = [(name, b) for name, b in blocks if b is not None]
+    assert len(blocks) == 1, "exactly one file carries the generated segment block"
+    name, block = blocks[0]
+    assert segments.render(FILES[name], RULES) == FILES[name], "stale: run `make ksql-segments`"
+    assert block.split() == segments.case_expression(RULES).split()
+    for rule in RULES.rules:
+        assert f"THEN '{rule.segment}'" in block
+
+
+def test_every_segment_name_is_documented_in_the_contract():
+    doc = next(f["doc"] for f in avsc(topics.SEGMENT_MATERIALIZED)["fields"] if f["name"] == "segment")
+    for segment in RULES.segments:
+        assert segment in doc, f"{segment} is not mentioned in segment_materialized.avsc"
+
+
+@pytest.mark.parametrize(
+    "stage,value,count,expected",
+    [
+        ("evangelist", 1500.0, 3, "vip_evangelist"),
+        ("evangelist", 999.99, 3, "loyal"),  # below the VIP threshold, above the loyal value
+        ("evangelist", 100.0, 1, "nurture"),
+        ("churn-risk", 5000.0, 50, "at_risk"),
+        ("customer", 10.0, 5, "loyal"),
+        ("customer", 500.0, 1, "loyal"),
+        ("prospect", None, None, "new_prospect"),  # a customer without orders
+        ("prospect", 20.0, 1, "nurture"),
+        ("customer", 0.0, 0, "nurture"),
+    ],
+)
+def test_python_evaluation_of_the_rules(stage, value, count, expected):
+    assert segments.segment_for(RULES, stage, value, count) == expected
+
+
+def test_rules_are_validated():
+    with pytest.raises(segments.RulesError, match="unknown keys"):
+        segments.parse_rules({"version": 1, "default": "x", "rules": [{"segment": "a", "min_ltv": 1}]})
+    with pytest.raises(segments.RulesError, match="no condition"):
+        segments.parse_rules({"version": 1, "default": "x", "rules": [{"segment": "a"}]})
+    with pytest.raises(segments.RulesError, match="version"):
+        segments.parse_rules({"default": "x", "rules": []})
+
+
+def test_stale_generated_block_is_detected(tmp_path):
+    (tmp_path / "segments.yaml").write_text((KSQL_DIR / "segments.yaml").read_text().replace("1000", "2000"))
+    name = next(n for n, t in FILES.items() if segments.generated_block(t) is not None)
+    (tmp_path / name).write_text(FILES[name])
+    assert segments.main(["--check", str(tmp_path)]) == 1
+    assert segments.main(["--write", str(tmp_path)]) == 0
+    assert "`lifetime_value` >= 2000.0" in (tmp_path / name).read_text()
+    assert segments.main(["--check", str(tmp_path)]) == 0
