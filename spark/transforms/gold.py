@@ -125,8 +125,20 @@ def _latest(a: Column, b: Column) -> Column:
     return F.greatest(a, b)  # greatest/least skip nulls
 
 
+CHANGE_COLUMNS = {
+    **{name: C360_SCHEMA[name].dataType.simpleString() for name in PROFILE_FIELDS},
+    "profile_updated_at": "timestamp",
+    "d_orders": "bigint", "d_value": "double", "d_first_order_at": "timestamp", "d_last_order_at": "timestamp",
+    "d_delivered": "bigint", "d_failed": "bigint", "d_last_engagement_at": "timestamp",
+}
+
+
 def apply_changes(current: DataFrame, change_rows: DataFrame, as_of: Column) -> DataFrame:
-    """New gold rows for the touched customers: current row (if any) + changes, derived columns recomputed."""
+    """New gold rows for the touched customers: current row (if any) + changes, derived columns recomputed.
+    A change frame may carry only some kinds of change; the others count as none."""
+    for name, sql_type in CHANGE_COLUMNS.items():
+        if name not in change_rows.columns:
+            change_rows = change_rows.withColumn(name, F.lit(None).cast(sql_type))
     cur = current.select(*[F.col(c).alias(f"c_{c}") for c in C360_COLUMNS])
     joined = change_rows.join(cur, change_rows["customer_id"] == cur["c_customer_id"], "left")
 
