@@ -1,0 +1,174 @@
+"""scripts/kind-up.sh (make kind-up) and scripts/kind-spark-sql.sh (make spark-sql) run against fake
+docker / kind / kubectl / helm executables that record their arguments: the order of the steps, the
+pinned chart versions and override files, idempotency on a second run, the tool check, and the pod
+spec of the Spark SQL shell. (kind cannot run here; this is the next best thing to running it.)"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+
+from tests.manifests.chart import KUBE_VERSION, REPO
+
+FAKE = r"""#!/usr/bin/env bash
+# fake {tool}: record the call, answer what the scripts ask
+echo "{tool} $*" >> "$FAKE_LOG"
+args=" $* "
+case "$args" in *" -f - "*) cat > /dev/null ;; esac  # like kubectl apply -f -: read the manifest
+case "{tool}" in
+  docker)
+    case "$args" in *" info "*"MemTotal"*) echo 17179869184;; esac ;;
+  kind)
+    case "$args" in
+      *" get clusters "*) cat "$FAKE_STATE" 2>/dev/null || true ;;
+      *" create cluster "*) echo marketing-engine >> "$FAKE_STATE" ;;
+    esac ;;
+  kubectl)
+    case "$args" in
+      *"--dry-run=client"*) echo "apiVersion: v1"; echo "kind: Namespace" ;;
+      *"${{FAKE_NOT_READY:-no-such-object}} -o jsonpath={{.status.readyReplicas}}"*) printf 0 ;;
+      *"applicationState.state"*) printf RUNNING ;;
+      *"{{range .items"*) printf '1 ' ;;
+      *"jsonpath="*) printf 1 ;;
+      *"--overrides="*) for a in "$@"; do case "$a" in --overrides=*) printf '%s' "${{a#--overrides=}}" > "$FAKE_OVERRIDES";; esac; done ;;
+    esac ;;
+esac
+exit 0
+"""
+
+
+FAKED = ("docker", "kind", "kubectl", "helm")
+
+
+def fake_tools(tmp_path: Path, tools: tuple[str, ...] = ("docker", "kind", "kubectl", "helm")) -> dict[str, str]:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    for tool in tools:
+        path = bin_dir / tool
+        path.write_text(FAKE.format(tool=tool))
+        path.chmod(0o755)
+    # The system tools, minus any real docker/kind/kubectl/helm: links to everything else on PATH.
+    system = tmp_path / "system"
+    if not system.exists():
+        system.mkdir()
+        for directory in os.environ["PATH"].split(os.pathsep):
+            if not directory or not Path(directory).is_dir():
+                continue
+            for exe in Path(directory).iterdir():
+                link = system / exe.name
+                if exe.name in FAKED or link.exists() or link.is_symlink() or not os.access(exe, os.X_OK):
+                    continue
+                link.symlink_to(exe)
+    return {
+        **os.environ,
+        "PATH": os.pathsep.join([str(bin_dir), str(system)]),
+        "FAKE_LOG": str(tmp_path / "calls.log"),
+        "FAKE_STATE": str(tmp_path / "clusters"),
+        "FAKE_OVERRIDES": str(tmp_path / "overrides.json"),
+        "HELM": "helm",
+        "KIND_UP_TIMEOUT": "5",
+        "KIND_SEED_TIMEOUT": "5",
+    }
+
+
+def run_kind_up(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    if shutil.which("make", path=env["PATH"]) is None:
+        pytest.fail("make is needed to run scripts/kind-up.sh")
+    return subprocess.run(["make", "--no-print-directory", "kind-up", "HELM=helm"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def calls(env: dict[str, str]) -> list[str]:
+    return Path(env["FAKE_LOG"]).read_text().splitlines()
+
+
+def index(lines: list[str], needle: str) -> int:
+    hits = [i for i, line in enumerate(lines) if needle in line]
+    assert hits, f"no call contains {needle!r}:\n" + "\n".join(lines)
+    return hits[0]
+
+
+def test_kind_up_runs_every_step_in_order_and_again_idempotently(tmp_path):
+    env = fake_tools(tmp_path)
+    first = run_kind_up(env)
+    assert first.returncode == 0, first.stdout + first.stderr
+    log = calls(env)
+    order = [
+        index(log, "kind create cluster --name marketing-engine --config kind-config.yaml"),
+        index(log, "docker build -f images/app/Dockerfile -t marketing-engine/app:0.1.0 ."),
+        index(log, "docker build -f images/spark/Dockerfile -t marketing-engine/spark:0.1.0 ."),
+        index(log, "kind load docker-image --name marketing-engine marketing-engine/app:0.1.0 marketing-engine/spark:0.1.0"),
+        index(log, "kubectl --context kind-marketing-engine create namespace marketing-engine"),
+        index(log, "helm upgrade --install redpanda redpanda/redpanda --version 26.2.2"),
+        index(log, "helm upgrade --install spark-operator spark-operator/spark-operator --version 2.5.2"),
+        index(log, "helm upgrade --install kafka-ui kafbat-ui/kafka-ui --version 1.5.2"),
+        index(log, "get sts redpanda"),
+        index(log, "helm upgrade --install marketing-engine charts/marketing-engine"),
+        index(log, "apply -f spark/k8s/"),
+        index(log, "get sparkapplication marketing-engine-score"),
+    ]
+    assert order == sorted(order), "steps out of order:\n" + "\n".join(log)
+    for values in ("redpanda", "spark-operator", "kafka-ui"):
+        assert f"-f charts/values/{values}.yaml" in log[index(log, f"--install {values} ")]
+    assert "-n spark-operator" in log[index(log, "--install spark-operator ")]
+    # the namespace the Spark Operator watches exists before it is installed
+    assert index(log, "create namespace marketing-engine") < index(log, "--install spark-operator ")
+    out = first.stdout
+    for component in ("redpanda", "spark-operator webhook", "kafka-ui", "topics", "ksqldb", "ksql-operator",
+                      "web", "spark bronze", "spark score", "seed"):
+        ready = [line for line in out.splitlines() if line.strip().startswith(component + " ") and "ready in" in line]
+        assert len(ready) == 1, f"one progress line for {component}:\n{out}"
+    for url in ("http://localhost:5000", "http://localhost:8080", "localhost:31092", "http://localhost:30081",
+                "http://localhost:30082"):
+        assert url in out
+    # second run: the cluster exists, nothing is created twice, everything else is an upgrade/apply
+    Path(env["FAKE_LOG"]).write_text("")
+    second = run_kind_up(env)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert not any("create cluster" in line for line in calls(env))
+    assert "exists" in second.stdout
+    assert (REPO / "data" / "delta").is_dir()
+
+
+def test_kind_up_reports_a_component_that_is_not_ready(tmp_path):
+    env = {**fake_tools(tmp_path), "FAKE_NOT_READY": "marketing-engine-ksqldb", "KIND_UP_TIMEOUT": "1"}
+    proc = run_kind_up(env)
+    assert proc.returncode != 0
+    lines = proc.stdout.splitlines()
+    assert any(line.split() == ["ksqldb", "NOT", "ready", "after", line.split()[-1]] for line in lines), proc.stdout
+    assert any(line.strip().startswith("web ") and "ready in" in line for line in lines)  # carries on with the rest
+    assert "docs/kubernetes.md" in proc.stdout and "again is safe" in proc.stdout
+
+
+def test_kind_up_says_how_to_install_missing_tools(tmp_path):
+    env = fake_tools(tmp_path, tools=("docker",))  # no kind, kubectl, helm
+    proc = run_kind_up(env)
+    assert proc.returncode != 0
+    for tool, hint in (("kind", "go install sigs.k8s.io/kind@v0.32.0"), ("kubectl", "kubernetes.io/docs/tasks/tools"),
+                       ("helm", "make helm-tool")):
+        assert f"missing: {tool} -> " in proc.stdout and hint in proc.stdout, proc.stdout
+    assert not Path(env["FAKE_LOG"]).exists() or not any("create" in c for c in calls(env))
+
+
+def test_spark_sql_pod_is_restricted_and_valid(tmp_path):
+    env = fake_tools(tmp_path)
+    proc = subprocess.run([str(REPO / "scripts" / "kind-spark-sql.sh"), "-e", 'SELECT "a", `b` FROM gold_c360'],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    overrides = json.loads(Path(env["FAKE_OVERRIDES"]).read_text())
+    pod = {"kind": "Pod", "metadata": {"name": "spark-sql", **overrides["metadata"]}, **{"apiVersion": "v1"},
+           "spec": overrides["spec"]}
+    kubernetes_validate.validate(pod, KUBE_VERSION, strict=True)
+    (container,) = pod["spec"]["containers"]
+    assert container["image"] == "marketing-engine/spark:0.1.0"
+    assert container["args"][-2:] == ["-e", 'SELECT "a", `b` FROM gold_c360']
+    assert pod["spec"]["securityContext"]["runAsUser"] == 185
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert {"name": "DELTA_ROOT", "value": "/data/delta"} in container["env"]
+    assert pod["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"] == "marketing-engine-delta"
