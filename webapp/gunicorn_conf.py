@@ -1,0 +1,68 @@
+"""gunicorn configuration of the web UI (the image runs ``gunicorn -c python:webapp.gunicorn_conf``).
+
+Consumer thread, once per worker process — how:
+  * ``preload_app = False``: gunicorn imports and builds the app (``webapp:create_app()``) in each
+    worker AFTER the fork, and ``create_app`` starts the cache consumer thread there. A thread
+    started in the master would not survive the fork anyway, and the master must not consume.
+  * ``post_worker_init`` then calls ``ensure_running()`` on the worker's feeder: idempotent and
+    pid-guarded, so it is a no-op normally and starts the thread if the app had been built
+    elsewhere. Health checks call the same method, so a thread that ever ended is restarted.
+  Each worker's consumer joins the same group (CONSUMER_GROUP), so the workers split the partitions;
+  they all write to the one Redis, and the atomic batch script keeps their writes consistent.
+
+Settings are checked here, before any worker starts: a bad value (or production without SECRET_KEY)
+prints one line to stderr and exits 2, instead of a traceback per worker.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from common.settings import ConfigError
+from webapp.settings import WebSettings
+
+try:
+    _settings = WebSettings.from_env(os.environ)
+    _settings.check()
+except ConfigError as _exc:
+    print(f"webapp: {_exc}", file=sys.stderr)
+    raise SystemExit(2) from None
+
+wsgi_app = "webapp:create_app()"
+bind = [f"{_settings.bind_host}:{_settings.port}"]
+workers = _settings.web_workers
+worker_class = "gthread"
+threads = _settings.web_threads
+preload_app = False
+timeout = 60  # a publish can take the publisher's retries
+graceful_timeout = 20
+keepalive = 5
+accesslog = "-"
+errorlog = "-"
+loglevel = _settings.log_level.lower()
+forwarded_allow_ips = "127.0.0.1"
+proc_name = "marketing-engine-webapp"
+# No gunicornc control socket: it would be created under $HOME, which is read-only in the cluster pod.
+control_socket_disable = True
+# no request bodies larger than the app accepts; limit header abuse
+limit_request_line = 4094
+limit_request_fields = 50
+
+
+def post_worker_init(worker) -> None:  # noqa: ANN001 - gunicorn's hook signature
+    from common.logs import configure
+
+    configure(_settings.log_level, _settings.log_json)
+    app = getattr(worker, "wsgi", None)
+    runtime = getattr(app, "extensions", {}).get("marketing_engine") if app is not None else None
+    if runtime is not None and runtime.feeder is not None:
+        runtime.feeder.ensure_running()
+
+
+def worker_exit(server, worker) -> None:  # noqa: ANN001
+    """Leave the consumer group cleanly (no session-timeout wait for the partitions)."""
+    app = getattr(worker, "wsgi", None)
+    runtime = getattr(app, "extensions", {}).get("marketing_engine") if app is not None else None
+    if runtime is not None:
+        runtime.close()
