@@ -9,6 +9,10 @@ API are real bound tokens checked by the real authenticator.
 Nothing runs controllers: objects that need kube-controller-manager (Deployments rolling out,
 namespace finalization on delete, ServiceAccount token Secrets, garbage collection) will not
 progress. CRDs, validation, admission, RBAC, TokenRequest and server-side apply all work.
+(A deleted PVC/PV stays `Terminating`: its protection finalizer is removed by a controller.)
+
+`Helm` runs the pinned Helm (`make helm-tool`: .cache/bin/helm, override with HELM_BIN) against such a
+server; `KubeAPIServer.apply_crds` installs CRDs from YAML files and waits until they are Established.
 """
 
 from __future__ import annotations
@@ -20,8 +24,10 @@ import ssl
 import subprocess
 import time
 import urllib.request
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 import yaml
 
@@ -35,10 +41,37 @@ SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/16"  # configuration only: nothing routes traffic here
 START_TIMEOUT = float(os.environ.get("KUBE_APISERVER_START_TIMEOUT", "90"))
 KUBECTL = os.environ.get("KUBECTL", "kubectl")
+# The pinned Helm (mk/kind.mk HELM_VERSION, `make helm-tool`), never whatever `helm` is on PATH: Helm 3
+# and 4 apply differently (Helm 4: server-side apply).
+HELM_BIN = Path(os.environ.get("HELM_BIN") or CACHE / "bin" / "helm")
+T = TypeVar("T")
 
 
 def missing_binaries() -> list[Path]:
     return [p for p in (BIN_DIR / "etcd", BIN_DIR / "kube-apiserver") if not os.access(p, os.X_OK)]
+
+
+def helm_missing() -> bool:
+    return not os.access(HELM_BIN, os.X_OK)
+
+
+def poll(fn: Callable[[], T], timeout: float, what: str, interval: float = 0.2,
+         details: Callable[[], str] | None = None) -> T:
+    """Call fn until it returns something truthy (exceptions count as "not yet"); AssertionError naming
+    `what`, the last exception and `details()` (e.g. a log tail) after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last: BaseException | None = None
+    while True:
+        try:
+            result = fn()
+            if result:
+                return result
+        except Exception as error:  # any failure means "not yet"
+            last = error
+        if time.monotonic() >= deadline:
+            extra = f"\n{details()}" if details else ""
+            raise AssertionError(f"{what}: not reached within {timeout:.0f}s (last error: {last!r}){extra}")
+        time.sleep(interval)
 
 
 @dataclass
@@ -111,6 +144,41 @@ class KubeAPIServer:
         path = self.workdir / f"kubeconfig-sa-{namespace}-{name}"
         self.write_kubeconfig(path, f"sa-{namespace}-{name}", token, namespace)
         return ServiceAccountAccess(namespace, name, token, path)
+
+    # --- CRDs -------------------------------------------------------------------------------
+    def apply_crds(self, paths: Iterable[Path], timeout: float = 30) -> list[str]:
+        """Create each CRD of the YAML files, or replace it with the file's version when it exists
+        (idempotent, any order of test modules); wait until all are Established. Returns their names."""
+        from kubernetes import client
+        from kubernetes.client.rest import ApiException
+
+        extensions = client.ApiextensionsV1Api(self.api_client())
+        names = []
+        for path in paths:
+            # large schemas: libyaml, and no model (de)serialization by the client (seconds per CRD)
+            for body in yaml.load_all(Path(path).read_text(), Loader=yaml.CSafeLoader):
+                if not body:
+                    continue
+                name = body["metadata"]["name"]
+                try:
+                    extensions.create_custom_resource_definition(body, _preload_content=False)
+                except ApiException as error:
+                    if error.status != 409:
+                        raise
+                    live = json.loads(extensions.read_custom_resource_definition(
+                        name, _preload_content=False).data)
+                    body["metadata"]["resourceVersion"] = live["metadata"]["resourceVersion"]
+                    extensions.replace_custom_resource_definition(name, body, _preload_content=False)
+                names.append(name)
+
+        def established(name: str) -> bool:
+            crd = json.loads(extensions.read_custom_resource_definition(name, _preload_content=False).data)
+            return any(c["type"] == "Established" and c["status"] == "True"
+                       for c in crd.get("status", {}).get("conditions") or [])
+
+        for name in names:
+            poll(lambda name=name: established(name), timeout, f"CRD {name} Established")
+        return names
 
     # --- health / logs --------------------------------------------------------------------
     def get(self, path: str, token: str | None = None, timeout: float = 5) -> tuple[int, str]:
@@ -232,3 +300,75 @@ def start_kube_apiserver(workdir: Path) -> KubeAPIServer:
     server.write_kubeconfig(server.kubeconfig, ADMIN_USER, admin_token)
     server.startup_seconds = time.monotonic() - started
     return server
+
+
+def _shorten(text: str, keep: int = 700) -> str:
+    """Long lines (the API server quotes whole pod templates in an immutable-field error) cut in the
+    middle: the object and the reason at the end stay readable."""
+    out = []
+    for line in text.splitlines():
+        if len(line) > 2 * keep:
+            line = f"{line[:keep]} ...[{len(line) - 2 * keep} chars]... {line[-keep:]}"
+        out.append(line)
+    return "\n".join(out)
+
+
+class HelmError(AssertionError):
+    """A helm command failed: the command line, exit status and stderr (Helm's own error text)."""
+
+
+@dataclass
+class Helm:
+    """The pinned Helm against a KubeAPIServer, always with an explicit --kubeconfig (admin by default)
+    and its own config/cache/data dirs (nothing of the user's ~/.config/helm leaks in)."""
+
+    binary: Path
+    kubeconfig: Path
+    home: Path
+
+    def run(self, *args: str, check: bool = True, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("HELM_", "KUBECONFIG"))}
+        env.update(HELM_CONFIG_HOME=str(self.home / "config"), HELM_CACHE_HOME=str(self.home / "cache"),
+                   HELM_DATA_HOME=str(self.home / "data"))
+        argv = [str(self.binary), *args, "--kubeconfig", str(self.kubeconfig)]
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env)
+        if check and proc.returncode != 0:
+            raise HelmError(f"helm {' '.join(args)} -> exit {proc.returncode}:\n{_shorten(proc.stderr.strip())}")
+        return proc
+
+    @staticmethod
+    def _value_args(values: Iterable[Path], sets: Iterable[str]) -> list[str]:
+        args: list[str] = []
+        for path in values:
+            args += ["-f", str(path)]
+        for item in sets:
+            args += ["--set", item]
+        return args
+
+    def install(self, release: str, chart: Path, namespace: str, values: Iterable[Path] = (),
+                sets: Iterable[str] = (), check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.run("install", release, str(chart), "--namespace", namespace, "--create-namespace",
+                        *self._value_args(values, sets), check=check)
+
+    def upgrade(self, release: str, chart: Path, namespace: str, values: Iterable[Path] = (),
+                sets: Iterable[str] = (), *extra: str) -> subprocess.CompletedProcess[str]:
+        return self.run("upgrade", release, str(chart), "--namespace", namespace,
+                        *self._value_args(values, sets), *extra)
+
+    def rollback(self, release: str, namespace: str, revision: int) -> subprocess.CompletedProcess[str]:
+        return self.run("rollback", release, str(revision), "--namespace", namespace)
+
+    def uninstall(self, release: str, namespace: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.run("uninstall", release, "--namespace", namespace, check=check)
+
+    def manifest(self, release: str, namespace: str, revision: int | None = None) -> list[dict[str, Any]]:
+        """The objects Helm applied for a release (revision), as Helm stored them."""
+        extra = ["--revision", str(revision)] if revision else []
+        text = self.run("get", "manifest", release, "--namespace", namespace, *extra).stdout
+        return [doc for doc in yaml.safe_load_all(text) if doc]
+
+    def status(self, release: str, namespace: str) -> dict[str, Any]:
+        return json.loads(self.run("status", release, "--namespace", namespace, "-o", "json").stdout)
+
+    def history(self, release: str, namespace: str) -> list[dict[str, Any]]:
+        return json.loads(self.run("history", release, "--namespace", namespace, "-o", "json").stdout)
