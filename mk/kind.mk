@@ -31,6 +31,7 @@ KIND_ENV      = KIND_CLUSTER=$(KIND_CLUSTER) NAMESPACE=$(NAMESPACE) RELEASE=$(RE
 
 # The manifests tier renders the chart with the pinned Helm.
 TEST_MANIFESTS_DEPS += $(HELM_TOOL)
+TEST_CLUSTER_DEPS += $(HELM_TOOL)
 
 .PHONY: kind-up kind-down kind-seed images pipeline ui spark-sql ksql status logs helm-tool chart-sync chart-render
 

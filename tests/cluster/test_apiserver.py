@@ -13,7 +13,6 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import pytest
-import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
@@ -109,21 +108,9 @@ def test_admin_creates_namespace_and_configmap(admin: client.ApiClient) -> None:
 
 
 @pytest.fixture(scope="module")
-def spark_crd(admin: client.ApiClient) -> str:
-    """The Spark Operator 2.5.2 SparkApplication CRD, created and Established."""
-    # 800 KB of schema: parse with libyaml and skip the client's model (de)serialization (seconds each)
-    body = yaml.load(SPARK_CRD.read_text(), Loader=yaml.CSafeLoader)
-    extensions = client.ApiextensionsV1Api(admin)
-    extensions.create_custom_resource_definition(body, _preload_content=False)
-    name = body["metadata"]["name"]
-
-    def established() -> bool:
-        crd = json.loads(extensions.read_custom_resource_definition(name, _preload_content=False).data)
-        conditions = crd.get("status", {}).get("conditions") or []
-        return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
-
-    eventually(established, 30, f"CRD {name} Established")
-    return name
+def spark_crd(kube_apiserver) -> str:
+    """The Spark Operator 2.5.2 SparkApplication CRD, created (or already there) and Established."""
+    return kube_apiserver.apply_crds([SPARK_CRD])[0]
 
 
 VALID_SPARK_APP = {
