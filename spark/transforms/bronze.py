@@ -9,6 +9,7 @@ Undecodable records come out of :func:`quarantine` with the original bytes and a
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 
 from pyspark.sql import Column, DataFrame
@@ -63,14 +64,30 @@ def decode_topic(
         # Only well-framed bodies reach the decoder.
         decoded = F.when(F.col("magic") == 0, branches)
     known = F.col("schema_id").isin(list(writer_schemas)) if writer_schemas else F.lit(False)
+    # Spark 4's PERMISSIVE from_avro gives a struct of nulls (not a null) for a body it cannot read;
+    # a real record never has a null in a field the contract declares non-nullable.
+    required = required_fields(reader_schema)
+    corrupt = F.col("decoded").isNull()
+    for name in required:
+        corrupt = corrupt | F.col(f"decoded.{name}").isNull()
     reason = (
         F.when(F.col("value").isNull(), F.lit(REASON_NULL))
         .when(F.col("magic").isNull(), F.lit(REASON_TRUNCATED))
         .when(F.col("magic") != 0, F.concat(F.lit(REASON_MAGIC + " 0x"), F.lower(F.hex(F.substring("value", 1, 1)))))
         .when(~known, F.concat(F.lit(REASON_UNKNOWN_ID + " "), F.col("schema_id").cast("string")))
-        .when(F.col("decoded").isNull(), F.lit(REASON_CORRUPT))
+        .when(corrupt, F.lit(REASON_CORRUPT))
     )
     return rows.withColumn("decoded", decoded).withColumn("reason", reason)
+
+
+def required_fields(schema_str: str) -> list[str]:
+    """Top-level fields of an Avro record schema that cannot be null."""
+    fields = json.loads(schema_str)["fields"]
+
+    def nullable(t: object) -> bool:
+        return t == "null" or (isinstance(t, list) and "null" in t)
+
+    return [f["name"] for f in fields if not nullable(f["type"])]
 
 
 def good_rows(decoded: DataFrame) -> DataFrame:
