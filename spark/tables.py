@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
@@ -41,26 +41,58 @@ def wait_for(spark: SparkSession, path: str, timeout_s: float | None = None, pol
         time.sleep(poll_s)
 
 
+RECENT_COMMITS = 20
+
+
+def committed(spark: SparkSession, path: str, token: str) -> bool:
+    """Whether one of the table's recent commits carries ``token`` in its commitInfo.userMetadata."""
+    recent = DeltaTable.forPath(spark, path).history(RECENT_COMMITS).select("userMetadata").collect()
+    return any(row.userMetadata == token for row in recent)
+
+
+def batch_token(app_id: str, batch_id: int) -> str:
+    return f"{app_id}@{batch_id}"
+
+
+# Why not Delta's txnAppId/txnVersion: on Delta 4.4 every such commit reconstructs the table's
+# transaction state (~6 s a commit on 2 cores, measured against ~0.7 s for the same append).
+# Each table has exactly one writer and its batches run in order, so "was batch N the write
+# I already made?" is answered by the token on the table's own recent commits (~0.25 s).
+
+
 @contextlib.contextmanager
-def idempotent(spark: SparkSession, app_id: str, version: int) -> Iterator[None]:
-    """Delta skips a DML commit whose (txnAppId, txnVersion) it has already seen: a replayed
-    micro-batch after a crash does not apply twice. Set on the stream's own session clone."""
-    spark.conf.set("spark.databricks.delta.write.txnAppId", app_id)
-    spark.conf.set("spark.databricks.delta.write.txnVersion", str(version))
+def tagged(spark: SparkSession, token: str) -> Iterator[None]:
+    """Tag the DML commits made inside with ``token`` (the stream's own session clone)."""
+    spark.conf.set("spark.databricks.delta.commitInfo.userMetadata", token)
     try:
         yield
     finally:
-        spark.conf.unset("spark.databricks.delta.write.txnAppId")
-        spark.conf.unset("spark.databricks.delta.write.txnVersion")
+        spark.conf.unset("spark.databricks.delta.commitInfo.userMetadata")
 
 
-def append_once(df: DataFrame, path: str, app_id: str, version: int, merge_schema: bool = True) -> None:
-    """Idempotent append (Delta writer options txnAppId/txnVersion)."""
+def merge_once(spark: SparkSession, path: str, app_id: str, batch_id: int, execute: Callable[[], None]) -> bool:
+    """Run a MERGE for a micro-batch unless that batch's MERGE is already in the table (a replay
+    after a crash between the Delta commit and the checkpoint commit). Returns whether it ran."""
+    token = batch_token(app_id, batch_id)
+    if committed(spark, path, token):
+        log.info("%s already committed to %s; skipping the replayed batch", token, path)
+        return False
+    with tagged(spark, token):
+        execute()
+    return True
+
+
+def append_once(df: DataFrame, path: str, app_id: str, batch_id: int, merge_schema: bool = True) -> bool:
+    """Append a micro-batch's rows unless that batch's append is already in the table."""
+    token = batch_token(app_id, batch_id)
+    if committed(df.sparkSession, path, token):
+        log.info("%s already committed to %s; skipping the replayed batch", token, path)
+        return False
     (
         df.write.format("delta")
         .mode("append")
-        .option("txnAppId", app_id)
-        .option("txnVersion", version)
+        .option("userMetadata", token)
         .option("mergeSchema", str(merge_schema).lower())
         .save(path)
     )
+    return True

@@ -88,11 +88,16 @@ class BronzeBatch:
             framed.unpersist()
 
     def _process(self, framed: DataFrame, batch_id: int) -> None:
-        seen = framed.where(F.col("magic") == 0).select("topic", "schema_id").distinct().collect()
+        # One small aggregate says which topics and schema ids this batch holds: topics with no
+        # records cost no decode and no Delta commit.
+        seen = framed.groupBy("topic", "magic", "schema_id").count().collect()
+        present = {r.topic for r in seen}
         bad_parts, cached = [], []
         for entity in ENTITIES:
             topic = self.settings.topic(entity.topic)
-            ids = {r.schema_id for r in seen if r.topic == topic.name}
+            if topic.name not in present:
+                continue
+            ids = {r.schema_id for r in seen if r.topic == topic.name and r.magic == 0}
             writers = self.writers.resolve(topic, ids)
             decoded = T_bronze.decode_topic(framed, topic.name, topic.schema_str, writers).persist()
             cached.append(decoded)
@@ -101,11 +106,19 @@ class BronzeBatch:
                 f"{self.app_id}:{entity.name}", batch_id,
             )
             bad_parts.append(T_bronze.quarantine(decoded))
-        bad = bad_parts[0]
-        for part in bad_parts[1:]:
-            bad = bad.unionByName(part)
-        bad = bad.persist()
-        if not bad.isEmpty():
+        if bad_parts:
+            bad = bad_parts[0]
+            for part in bad_parts[1:]:
+                bad = bad.unionByName(part)
+            self._quarantine(bad.persist(), batch_id)
+        for df in cached:
+            df.unpersist()
+
+    def _quarantine(self, bad: DataFrame, batch_id: int) -> None:
+        try:
+            count = bad.count()
+            if count == 0:
+                return
             tables.append_once(bad, self.settings.table("quarantine", "records"), f"{self.app_id}:quarantine", batch_id)
             # At least once: a replayed batch may re-send its dead letters (the table write is exactly once).
             (
@@ -114,10 +127,9 @@ class BronzeBatch:
                 .option("topic", self.settings.topic(topics.DEAD_LETTER).name)
                 .save()
             )
-            log.warning("batch %s: %d records quarantined", batch_id, bad.count())
-        bad.unpersist()
-        for df in cached:
-            df.unpersist()
+            log.warning("batch %s: %d records quarantined", batch_id, count)
+        finally:
+            bad.unpersist()
 
 
 def start(spark: SparkSession, settings: JobSettings) -> list[StreamingQuery]:

@@ -71,8 +71,7 @@ class GoldBatch:
                 .whenMatchedUpdateAll()
                 .whenNotMatchedInsertAll()
             )
-            with tables.idempotent(spark, self.app_id, batch_id):
-                merge.execute()
+            tables.merge_once(spark, self.path, self.app_id, batch_id, merge.execute)
         finally:
             batch.unpersist()
 

@@ -84,8 +84,7 @@ class ScoreBatch:
             .whenMatchedUpdateAll()
             .whenNotMatchedInsertAll()
         )
-        with tables.idempotent(spark, f"{JOB}:propensity", batch_id):
-            merge.execute()
+        tables.merge_once(spark, self.path, f"{JOB}:propensity", batch_id, merge.execute)
         # At least once on the topic: a replayed batch re-publishes the same scores (keyed, harmless).
         (
             framed_avro(scores, self.schema_id, self.topic.schema_str)

@@ -1,7 +1,7 @@
 """Silver: bronze/<entity> (append-only stream) -> silver/{customers,orders,activations}.
 
 One query per entity, each the only writer of its table: in-batch dedup, then an idempotent MERGE
-(Delta txnAppId/txnVersion = query name/batch id), so a replayed batch changes nothing. Silver
+(tagged with query name and batch id, see spark/tables.py), so a replayed batch changes nothing. Silver
 tables keep a change data feed for gold.
 """
 
@@ -35,8 +35,7 @@ class SilverBatch:
         if newer is not None:
             merge = merge.whenMatchedUpdateAll(condition=newer)
         merge = merge.whenNotMatchedInsertAll()
-        with tables.idempotent(spark, self.app_id, batch_id):
-            merge.execute()
+        tables.merge_once(spark, self.path, self.app_id, batch_id, merge.execute)
 
 
 def start_entity(spark: SparkSession, settings: JobSettings, entity: Entity) -> StreamingQuery:
