@@ -46,6 +46,8 @@ RECENT_COMMITS = 20
 
 def committed(spark: SparkSession, path: str, token: str) -> bool:
     """Whether one of the table's recent commits carries ``token`` in its commitInfo.userMetadata."""
+    if not exists(spark, path):
+        return False  # the first write creates the table
     recent = DeltaTable.forPath(spark, path).history(RECENT_COMMITS).select("userMetadata").collect()
     return any(row.userMetadata == token for row in recent)
 
