@@ -63,12 +63,16 @@ def decode_topic(
             branches = F.when(cond, expr) if branches is None else branches.when(cond, expr)
         # Only well-framed bodies reach the decoder.
         decoded = F.when(F.col("magic") == 0, branches)
+    return explain(rows.withColumn("decoded", decoded), reader_schema, writer_schemas)
+
+
+def explain(rows: DataFrame, reader_schema: str, writer_schemas: Mapping[int, str]) -> DataFrame:
+    """Add ``reason``: why a row's ``decoded`` cannot be used (null when it can)."""
     known = F.col("schema_id").isin(list(writer_schemas)) if writer_schemas else F.lit(False)
     # Spark 4's PERMISSIVE from_avro gives a struct of nulls (not a null) for a body it cannot read;
     # a real record never has a null in a field the contract declares non-nullable.
-    required = required_fields(reader_schema)
     corrupt = F.col("decoded").isNull()
-    for name in required:
+    for name in required_fields(reader_schema):
         corrupt = corrupt | F.col(f"decoded.{name}").isNull()
     reason = (
         F.when(F.col("value").isNull(), F.lit(REASON_NULL))
@@ -77,7 +81,7 @@ def decode_topic(
         .when(~known, F.concat(F.lit(REASON_UNKNOWN_ID + " "), F.col("schema_id").cast("string")))
         .when(corrupt, F.lit(REASON_CORRUPT))
     )
-    return rows.withColumn("decoded", decoded).withColumn("reason", reason)
+    return rows.withColumn("reason", reason)
 
 
 def required_fields(schema_str: str) -> list[str]:
