@@ -14,6 +14,9 @@ from pyspark.sql import types as T
 log = logging.getLogger(__name__)
 
 CDF = {"delta.enableChangeDataFeed": "true"}
+# Tables updated by MERGE: a change data feed for the next layer, and deletion vectors so a MERGE
+# marks the few replaced rows instead of rewriting every file that holds one of them.
+MERGED = {**CDF, "delta.enableDeletionVectors": "true"}
 
 
 def exists(spark: SparkSession, path: str) -> bool:

@@ -89,7 +89,7 @@ def change_stream(spark: SparkSession, path: str, entity: str) -> DataFrame:
 def start(spark: SparkSession, settings: JobSettings) -> list[StreamingQuery]:
     for entity in ENTITIES:
         tables.wait_for(spark, settings.table("silver", entity.silver))
-    tables.ensure(spark, settings.table("gold", "c360"), T_gold.C360_SCHEMA, tables.CDF)
+    tables.ensure(spark, settings.table("gold", "c360"), T_gold.C360_SCHEMA, tables.MERGED)
     streams = [change_stream(spark, settings.table("silver", e.silver), e.silver) for e in ENTITIES]
     union = streams[0]
     for other in streams[1:]:

@@ -111,7 +111,7 @@ def model_for_scoring(spark: SparkSession, settings: JobSettings, poll_s: float 
 def start(spark: SparkSession, settings: JobSettings) -> list[StreamingQuery]:
     c360 = settings.table("gold", "c360")
     tables.wait_for(spark, c360)
-    tables.ensure(spark, settings.table("gold", "propensity"), PROPENSITY_SCHEMA)
+    tables.ensure(spark, settings.table("gold", "propensity"), PROPENSITY_SCHEMA, tables.MERGED)
     pipeline_model, version = model_for_scoring(spark, settings)
     topic = settings.topic(topics.PROPENSITY_SCORE)
     client = serde.registry_client(settings.schema_registry_url)

@@ -43,7 +43,7 @@ def start_entity(spark: SparkSession, settings: JobSettings, entity: Entity) -> 
     tables.wait_for(spark, bronze_path)
     bronze_schema = spark.read.format("delta").load(bronze_path).schema
     silver_schema = T_silver.to_silver_columns(spark.createDataFrame([], bronze_schema)).schema
-    tables.ensure(spark, settings.table("silver", entity.silver), silver_schema, tables.CDF)
+    tables.ensure(spark, settings.table("silver", entity.silver), silver_schema, tables.MERGED)
     source = spark.readStream.format("delta").load(bronze_path)
     writer = (
         source.writeStream.queryName(f"silver_{entity.silver}")
