@@ -30,8 +30,8 @@ KIND_ENV      = KIND_CLUSTER=$(KIND_CLUSTER) NAMESPACE=$(NAMESPACE) RELEASE=$(RE
                 KAFKA_UI_CHART_VERSION=$(KAFKA_UI_CHART_VERSION) MEMORY_REQUEST_MIB=$(MEMORY_REQUEST_MIB)
 
 # The manifests tier renders the chart with the pinned Helm.
-TEST_MANIFESTS_DEPS += $(HELM_TOOL)
-TEST_CLUSTER_DEPS += $(HELM_TOOL)
+TEST_MANIFESTS_DEPS += $(HELM_TOOL) chart-sync
+TEST_CLUSTER_DEPS += $(HELM_TOOL) chart-sync
 
 .PHONY: kind-up kind-down kind-seed images pipeline ui spark-sql ksql status logs helm-tool chart-sync chart-render
 
@@ -51,7 +51,7 @@ images: ## build the marketing-engine/app and /spark images (tag IMAGE_TAG) and 
 	  kind load docker-image --name '$(KIND_CLUSTER)' marketing-engine/app:$(IMAGE_TAG) marketing-engine/spark:$(IMAGE_TAG); \
 	else echo "images: built; no kind cluster '$(KIND_CLUSTER)' to load them into yet"; fi
 
-pipeline: ## apply the four SparkApplication CRs (spark/k8s/, or rendered with PIPELINE_VALUES=file)
+pipeline: chart-sync ## apply the four SparkApplication CRs (spark/k8s/, or rendered with PIPELINE_VALUES=file)
 	@if [ -n "$(PIPELINE_VALUES)" ]; then \
 	  "$(HELM)" template $(RELEASE) charts/marketing-engine -n $(NAMESPACE) --set pipeline.enabled=true \
 	    --set managedBy=kubectl -f "$(PIPELINE_VALUES)" --show-only templates/spark-applications.yaml \

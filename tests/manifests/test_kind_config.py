@@ -96,8 +96,9 @@ def test_image_tag_in_make_equals_the_chart():
     assert mk_var("IMAGE_TAG") == images["app"]["tag"] == images["spark"]["tag"]
 
 
-def test_helm_tool_is_a_manifests_tier_prerequisite():
-    assert re.search(r"^TEST_MANIFESTS_DEPS \+= \$\(HELM_TOOL\)$", MK, re.MULTILINE)
+def test_helm_tool_and_chart_sync_are_prerequisites_of_the_chart_tiers():
+    for tier in ("TEST_MANIFESTS_DEPS", "TEST_CLUSTER_DEPS"):
+        assert re.search(rf"^{tier} \+= \$\(HELM_TOOL\) chart-sync$", MK, re.MULTILINE), tier
     assert mk_var("HELM_TOOL") == "$(CACHE)/bin/helm"
     assert re.fullmatch(r"v\d+\.\d+\.\d+", mk_var("HELM_VERSION"))
 
