@@ -34,6 +34,14 @@ def env(name: str, default: Any, parse: Callable[[str], Any] = str, expected: st
     return dataclasses.field(default=default, metadata={"env": _EnvSpec(name, parse, expected)})
 
 
+def same_as(cls: type, name: str) -> Any:
+    """A field reading the same variable, with the same default and parser, as ``cls.<name>``
+    (one component's settings embedding another's, e.g. the web UI's publisher settings)."""
+    field = {f.name: f for f in dataclasses.fields(cls)}[name]
+    spec: _EnvSpec = field.metadata["env"]
+    return env(spec.name, field.default, spec.parse, spec.expected)
+
+
 def load(cls: type[T], environ: Mapping[str, str]) -> T:
     """Build settings dataclass ``cls`` from ``environ``; raise ConfigError on a bad value."""
     values: dict[str, Any] = {}

@@ -25,6 +25,7 @@ from common.settings import (
     non_negative_int,
     positive_int,
     registry_url,
+    same_as,
 )
 
 __all__ = ["ConfigError", "PublisherSettings", "SeedSettings", "TRANSPORTS"]
@@ -82,9 +83,7 @@ class PublisherSettings:
 
 def _same_as_publisher(name: str) -> Any:
     """A SeedSettings field reading the same variable, default and parser as PublisherSettings.<name>."""
-    field = {f.name: f for f in dataclasses.fields(PublisherSettings)}[name]
-    spec = field.metadata["env"]
-    return env(spec.name, field.default, spec.parse, spec.expected)
+    return same_as(PublisherSettings, name)
 
 
 _PUBLISHER_FIELDS = tuple(f.name for f in dataclasses.fields(PublisherSettings))

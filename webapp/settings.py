@@ -28,9 +28,7 @@ MIN_SECRET_KEY_LENGTH = 16
 
 def _from_publisher(name: str) -> Any:
     """A field reading the same variable, with the same default and parser, as PublisherSettings.<name>."""
-    field = {f.name: f for f in dataclasses.fields(PublisherSettings)}[name]
-    spec = field.metadata["env"]
-    return s.env(spec.name, field.default, spec.parse, spec.expected)
+    return s.same_as(PublisherSettings, name)
 
 
 def _secret(field: Any) -> Any:

@@ -40,3 +40,16 @@ def test_invalid_value_names_the_variable_and_the_expected_form(name, value):
 
 def test_env_names_lists_every_variable():
     assert s.env_names(Demo) == ["KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL", "RATE", "SHARE", "MODE", "FLAG"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Embedding:
+    servers: str = s.same_as(Demo, "servers")
+
+
+def test_same_as_reads_the_same_variable_default_and_parser():
+    assert s.env_names(Embedding) == ["KAFKA_BOOTSTRAP_SERVERS"]
+    assert s.load(Embedding, {}).servers == "localhost:9092"
+    assert s.load(Embedding, {"KAFKA_BOOTSTRAP_SERVERS": "a:1"}).servers == "a:1"
+    with pytest.raises(s.ConfigError, match="KAFKA_BOOTSTRAP_SERVERS"):
+        s.load(Embedding, {"KAFKA_BOOTSTRAP_SERVERS": "nohost"})
