@@ -12,16 +12,20 @@ from pyspark.sql.streaming import DataStreamWriter, StreamingQuery
 
 from common.logs import configure
 from common.settings import ConfigError
-from spark.session import build_session
+from spark.session import MissingJarsError, build_session
 from spark.settings import JobSettings
 
 log = logging.getLogger(__name__)
 
 
 def session_for(job: str, settings: JobSettings) -> SparkSession:
-    spark = build_session(
-        f"marketing-engine-{job}", master=settings.spark_master or None, jars_dir=settings.jars_dir or None
-    )
+    try:
+        spark = build_session(
+            f"marketing-engine-{job}", master=settings.spark_master or None, jars_dir=settings.jars_dir or None
+        )
+    except (MissingJarsError, FileNotFoundError) as exc:
+        print(f"{job}: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     spark.sparkContext.setLogLevel("WARN")
     return spark
 

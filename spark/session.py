@@ -55,4 +55,25 @@ def build_session(
         conf["spark.jars"] = ",".join(jars)
     for key, value in conf.items():
         builder = builder.config(key, value)
-    return builder.getOrCreate()
+    spark = builder.getOrCreate()
+    _require_delta(spark)
+    return spark
+
+
+class MissingJarsError(RuntimeError):
+    """Spark started without the Delta / Kafka / Avro jars."""
+
+
+def _require_delta(spark: SparkSession) -> None:
+    # Without the jars Spark only logs a ClassNotFoundException for the extension and fails much
+    # later on the first Delta read; say what is wrong at start instead.
+    try:
+        spark.sparkContext._jvm.java.lang.Class.forName(  # type: ignore[union-attr]
+            "io.delta.sql.DeltaSparkSessionExtension", False, spark.sparkContext._jvm.Thread.currentThread().getContextClassLoader()  # type: ignore[union-attr]
+        )
+    except Exception:
+        spark.stop()
+        raise MissingJarsError(
+            "Delta Lake is not on Spark's classpath: set SPARK_JARS_DIR to the jars `make jars` resolves "
+            "(.cache/jars/spark), or run in the marketing-engine/spark image"
+        ) from None
