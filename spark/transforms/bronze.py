@@ -22,7 +22,6 @@ REASON_TRUNCATED = "truncated: fewer than 5 bytes"
 REASON_MAGIC = "bad magic byte"
 REASON_UNKNOWN_ID = "unknown schema id"
 REASON_CORRUPT = "corrupt Avro body"
-REASON_INCOMPATIBLE = "writer schema incompatible with the contract"
 REASON_NULL = "null value"
 
 
@@ -104,11 +103,6 @@ def quarantine(decoded: DataFrame) -> DataFrame:
     return decoded.where(F.col("reason").isNotNull()).select(
         "topic", "partition", "offset", "kafka_timestamp", "key_bytes", "value", "schema_id", "reason", "ingest_time"
     )
-
-
-def unmatched_topics(framed: DataFrame, topics: list[str]) -> DataFrame:
-    """Rows on a topic bronze has no contract for (cannot happen with subscribe, kept for safety)."""
-    return framed.where(~F.col("topic").isin(topics)).withColumn("reason", F.lit("no contract for topic"))
 
 
 def dead_letters(quarantined: DataFrame) -> DataFrame:

@@ -12,8 +12,6 @@ from pyspark.sql import functions as F
 
 from spark.entities import ORDERS, Entity
 
-SOURCE_COLUMNS = ["partition", "offset", "kafka_timestamp", "ingest_time"]
-
 
 def to_silver_columns(bronze: DataFrame) -> DataFrame:
     """Contract fields plus the source position used for tie-breaks and lineage."""
