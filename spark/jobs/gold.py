@@ -1,8 +1,8 @@
 """Gold C360: silver change data feeds -> gold/c360, one row per customer (also those without orders).
 
 One query over the union of the three silver CDF streams (one writer for the table). Each batch
-turns its change rows into per-customer changes, reads the current gold rows of only those
-customers, applies the changes and MERGEs the result idempotently.
+turns its change rows into one change row per touched customer and MERGEs them idempotently; the
+MERGE applies each change to the stored row (spark/transforms/gold.py ``new_row``).
 """
 
 from __future__ import annotations
@@ -58,18 +58,20 @@ class GoldBatch:
                 T_gold.order_deltas(by[ORDERS.silver]),
                 T_gold.activation_deltas(by[ACTIVATIONS.silver]),
             )
-            touched = change_rows.select("customer_id")
-            current = spark.read.format("delta").load(self.path).join(F.broadcast(touched), "customer_id", "left_semi")
-            # Materialised before the MERGE: the source must not re-read the table it rewrites.
+            # Materialised: the MERGE reads its source more than once, and the CDF rows behind it
+            # are cached only for this call.
+            change_rows = T_gold.with_change_columns(change_rows).localCheckpoint()
             as_of = self._as_of(spark, batch)
             as_of_col = F.lit(as_of).cast("timestamp") if as_of is not None else F.current_timestamp()
-            updated = T_gold.apply_changes(current, change_rows, as_of_col).localCheckpoint()
-            target = DeltaTable.forPath(spark, self.path)
+            update, insert = T_gold.merge_clauses(as_of_col)
+            # No separate read of the stored rows: the MERGE's own join finds them (a scan of the key
+            # column, then of the files holding touched customers), and with deletion vectors only
+            # the touched customers' rows are written.
             merge = (
-                target.alias("t")
-                .merge(updated.alias("s"), "t.customer_id = s.customer_id")
-                .whenMatchedUpdateAll()
-                .whenNotMatchedInsertAll()
+                DeltaTable.forPath(spark, self.path).alias("t")
+                .merge(change_rows.alias("s"), "t.customer_id = s.customer_id")
+                .whenMatchedUpdate(set=update)
+                .whenNotMatchedInsert(values=insert)
             )
             tables.merge_once(spark, self.path, self.app_id, batch_id, merge.execute)
         finally:

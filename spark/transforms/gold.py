@@ -1,8 +1,10 @@
 """Gold customer 360, maintained incrementally from silver's change data feed.
 
 A batch of CDF rows becomes per-customer *changes* (latest profile; order and engagement deltas
-signed by change type), which are applied to the current gold rows of just the touched customers.
-The work per batch is proportional to the batch, not to the table.
+signed by change type), which are applied to the stored gold rows of just the touched customers:
+:func:`new_row` says how, once, as expressions over the stored row and the change row, so the gold
+job can apply a batch inside one MERGE (the table is read once, and only the touched rows are
+written) while small-frame tests and training evaluate the same expressions on a join.
 
 Behavioural lifecycle stage (the one place these rules live; README and DEMO quote them):
   prospect    no orders yet
@@ -12,6 +14,8 @@ Behavioural lifecycle stage (the one place these rules live; README and DEMO quo
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable, Mapping
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
@@ -121,10 +125,6 @@ def changes(profiles: DataFrame, orders: DataFrame, activations: DataFrame) -> D
     return profiles.join(orders, "customer_id", "full_outer").join(activations, "customer_id", "full_outer")
 
 
-def _latest(a: Column, b: Column) -> Column:
-    return F.greatest(a, b)  # greatest/least skip nulls
-
-
 CHANGE_COLUMNS = {
     **{name: C360_SCHEMA[name].dataType.simpleString() for name in PROFILE_FIELDS},
     "profile_updated_at": "timestamp",
@@ -132,62 +132,88 @@ CHANGE_COLUMNS = {
     "d_delivered": "bigint", "d_failed": "bigint", "d_last_engagement_at": "timestamp",
 }
 
+Lookup = Callable[[str], Column]
 
-def apply_changes(current: DataFrame, change_rows: DataFrame, as_of: Column) -> DataFrame:
-    """New gold rows for the touched customers: current row (if any) + changes, derived columns recomputed.
-    A change frame may carry only some kinds of change; the others count as none."""
-    for name, sql_type in CHANGE_COLUMNS.items():
-        if name not in change_rows.columns:
-            change_rows = change_rows.withColumn(name, F.lit(None).cast(sql_type))
-    cur = current.select(*[F.col(c).alias(f"c_{c}") for c in C360_COLUMNS])
-    joined = change_rows.join(cur, change_rows["customer_id"] == cur["c_customer_id"], "left")
+
+def new_row(stored: Lookup, change: Lookup, as_of: Column) -> dict[str, Column]:
+    """Every gold column of a touched customer, as an expression over its stored gold row
+    (``stored("order_count")``; nulls for a customer new to gold) and its change row
+    (``change("d_orders")``). The one definition of how a change is applied: :func:`apply_changes`
+    evaluates it on a join, the gold job hands it to the MERGE as its update and insert clauses.
+    Every column but the key, ``customer_id``."""
 
     def prof(name: str) -> Column:
         # A newer profile replaces the stored one; profile fields move together.
-        newer = F.col("profile_updated_at").isNotNull() & (
-            F.col("c_profile_updated_at").isNull() | (F.col("profile_updated_at") >= F.col("c_profile_updated_at"))
+        newer = change("profile_updated_at").isNotNull() & (
+            stored("profile_updated_at").isNull() | (change("profile_updated_at") >= stored("profile_updated_at"))
         )
-        return F.when(newer, F.col(name)).otherwise(F.col(f"c_{name}"))
+        return F.when(newer, change(name)).otherwise(stored(name))
 
-    order_count = F.coalesce(F.col("c_order_count"), F.lit(0)) + F.coalesce(F.col("d_orders"), F.lit(0))
-    lifetime_value = F.coalesce(F.col("c_lifetime_value"), F.lit(0.0)) + F.coalesce(F.col("d_value"), F.lit(0.0))
-    delivered = F.coalesce(F.col("c_activations_delivered"), F.lit(0)) + F.coalesce(F.col("d_delivered"), F.lit(0))
-    failed = F.coalesce(F.col("c_activations_failed"), F.lit(0)) + F.coalesce(F.col("d_failed"), F.lit(0))
-    staged = joined.select(
-        F.col("customer_id"),
-        *[prof(n).alias(n) for n in PROFILE_FIELDS],
-        prof("profile_updated_at").alias("profile_updated_at"),
-        order_count.cast("long").alias("order_count"),
-        F.round(lifetime_value, 2).alias("lifetime_value"),
-        F.least(F.col("c_first_order_at"), F.col("d_first_order_at")).alias("first_order_at"),
-        _latest(F.col("c_last_order_at"), F.col("d_last_order_at")).alias("last_order_at"),
-        delivered.cast("long").alias("activations_delivered"),
-        failed.cast("long").alias("activations_failed"),
-        _latest(F.col("c_last_engagement_at"), F.col("d_last_engagement_at")).alias("last_engagement_at"),
-        as_of.alias("updated_at"),
-    )
-    return derive(staged)
+    def plus(name: str, delta: str, zero: Column) -> Column:
+        return F.coalesce(stored(name), zero) + F.coalesce(change(delta), zero)
+
+    # greatest/least skip nulls: a side with no value leaves the other's.
+    staged = {
+        **{name: prof(name) for name in [*PROFILE_FIELDS, "profile_updated_at"]},
+        "order_count": plus("order_count", "d_orders", F.lit(0)).cast("long"),
+        "lifetime_value": F.round(plus("lifetime_value", "d_value", F.lit(0.0)), 2),
+        "first_order_at": F.least(stored("first_order_at"), change("d_first_order_at")),
+        "last_order_at": F.greatest(stored("last_order_at"), change("d_last_order_at")),
+        "activations_delivered": plus("activations_delivered", "d_delivered", F.lit(0)).cast("long"),
+        "activations_failed": plus("activations_failed", "d_failed", F.lit(0)).cast("long"),
+        "last_engagement_at": F.greatest(stored("last_engagement_at"), change("d_last_engagement_at")),
+        "updated_at": as_of,
+    }
+    return derived(staged)
 
 
-def derive(staged: DataFrame) -> DataFrame:
-    """Columns computed from the stored facts, recomputed whenever a row changes."""
-    oc = F.col("order_count")
-    recency = F.datediff(F.col("updated_at"), F.col("last_order_at"))
-    tenure_start = F.coalesce(F.col("created_at"), F.col("first_order_at"))
-    tenure = F.greatest(F.datediff(F.col("updated_at"), tenure_start), F.lit(0))
-    sent = F.col("activations_delivered") + F.col("activations_failed")
-    engagement = F.when(sent > 0, F.round(F.col("activations_delivered") / sent, 4))
-    out = (
-        staged.withColumn("avg_order_value", F.when(oc > 0, F.round(F.col("lifetime_value") / oc, 2)))
-        .withColumn("recency_days", recency.cast("int"))
-        .withColumn("tenure_days", tenure.cast("int"))
-        .withColumn("orders_per_30d", F.round(oc * 30.0 / F.greatest(F.coalesce(tenure, F.lit(0)), F.lit(30)), 4))
-        .withColumn("engagement_rate", engagement)
-    )
-    out = out.withColumn(
-        "behavioural_stage", behavioural_stage(oc, F.col("recency_days"), F.col("engagement_rate"))
-    )
-    return out.select(*C360_COLUMNS)
+def derived(staged: Mapping[str, Column]) -> dict[str, Column]:
+    """Add the columns computed from the stored facts, recomputed whenever a row changes."""
+    oc, as_of = staged["order_count"], staged["updated_at"]
+    recency = F.datediff(as_of, staged["last_order_at"])
+    tenure = F.greatest(F.datediff(as_of, F.coalesce(staged["created_at"], staged["first_order_at"])), F.lit(0))
+    sent = staged["activations_delivered"] + staged["activations_failed"]
+    engagement = F.when(sent > 0, F.round(staged["activations_delivered"] / sent, 4))
+    out = {
+        **staged,
+        "avg_order_value": F.when(oc > 0, F.round(staged["lifetime_value"] / oc, 2)),
+        "recency_days": recency.cast("int"),
+        "tenure_days": tenure.cast("int"),
+        "orders_per_30d": F.round(oc * 30.0 / F.greatest(F.coalesce(tenure, F.lit(0)), F.lit(30)), 4),
+        "engagement_rate": engagement,
+    }
+    out["behavioural_stage"] = behavioural_stage(oc, out["recency_days"], engagement)
+    return {name: out[name] for name in C360_COLUMNS if name != "customer_id"}
+
+
+def with_change_columns(change_rows: DataFrame) -> DataFrame:
+    """A change frame may carry only some kinds of change; the others count as none."""
+    for name, sql_type in CHANGE_COLUMNS.items():
+        if name not in change_rows.columns:
+            change_rows = change_rows.withColumn(name, F.lit(None).cast(sql_type))
+    return change_rows
+
+
+def apply_changes(current: DataFrame, change_rows: DataFrame, as_of: Column) -> DataFrame:
+    """New gold rows for the touched customers: current row (if any) + changes, derived columns recomputed."""
+    change_rows = with_change_columns(change_rows)
+    cur = current.select(*[F.col(c).alias(f"c_{c}") for c in C360_COLUMNS])
+    joined = change_rows.join(cur, change_rows["customer_id"] == cur["c_customer_id"], "left")
+    columns = {"customer_id": F.col("customer_id"), **new_row(lambda name: F.col(f"c_{name}"), F.col, as_of)}
+    return joined.select(*[columns[name].alias(name) for name in C360_COLUMNS])
+
+
+def merge_clauses(as_of: Column, target: str = "t", source: str = "s") -> tuple[dict[str, Column], dict[str, Column]]:
+    """The MERGE's ``set`` (customer already in gold) and ``values`` (new customer) for a source of
+    change rows: the same :func:`new_row`, read straight from the target row being replaced."""
+
+    def stored_null(name: str) -> Column:
+        return F.lit(None).cast(C360_SCHEMA[name].dataType)
+
+    update = new_row(lambda name: F.col(f"{target}.{name}"), lambda name: F.col(f"{source}.{name}"), as_of)
+    insert = {"customer_id": F.col(f"{source}.customer_id"),
+              **new_row(stored_null, lambda name: F.col(f"{source}.{name}"), as_of)}
+    return update, insert
 
 
 def snapshot_changes(customers: DataFrame, orders: DataFrame, activations: DataFrame) -> DataFrame:
