@@ -60,7 +60,6 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
             "spark.driver.memory": "2g",
             "spark.ui.enabled": "false",
             "spark.sql.streaming.stopTimeout": "30s",
-            "spark.databricks.delta.snapshotPartitions": "2",
             "spark.default.parallelism": "2",
         },
     )
