@@ -13,10 +13,14 @@ from pyspark.sql import types as T
 
 log = logging.getLogger(__name__)
 
+# Every micro-batch adds a small file; auto compaction folds them together once a table has 50
+# small ones (a dataChange=false commit: streams and change feeds downstream skip it), so the file
+# count, and with it a batch's cost, does not creep up with the stream's age.
+APPENDED = {"delta.autoOptimize.autoCompact": "true"}
 CDF = {"delta.enableChangeDataFeed": "true"}
 # Tables updated by MERGE: a change data feed for the next layer, and deletion vectors so a MERGE
 # marks the few replaced rows instead of rewriting every file that holds one of them.
-MERGED = {**CDF, "delta.enableDeletionVectors": "true"}
+MERGED = {**APPENDED, **CDF, "delta.enableDeletionVectors": "true"}
 
 
 def exists(spark: SparkSession, path: str) -> bool:
@@ -24,11 +28,19 @@ def exists(spark: SparkSession, path: str) -> bool:
 
 
 def ensure(spark: SparkSession, path: str, schema: T.StructType, properties: dict[str, str] | None = None) -> None:
-    """Create an empty table with this schema unless one is there (only the table's writer calls this)."""
+    """Create an empty table with this schema unless one is there (only the table's writer calls this),
+    and give a table made by an older release the properties it lacks."""
+    properties = properties or {}
     builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(schema)
-    for key, value in (properties or {}).items():
+    for key, value in properties.items():
         builder = builder.property(key, value)
     builder.execute()
+    have = DeltaTable.forPath(spark, path).detail().select("properties").first()[0] or {}
+    missing = {k: v for k, v in properties.items() if have.get(k) != v}
+    if missing:
+        assignments = ", ".join(f"'{k}' = '{v}'" for k, v in sorted(missing.items()))
+        spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ({assignments})")
+        log.info("table %s: set %s", path, ", ".join(sorted(missing)))
 
 
 def wait_for(spark: SparkSession, path: str, timeout_s: float | None = None, poll_s: float = 5.0) -> None:

@@ -69,8 +69,9 @@ def nullable(data_type: T.DataType) -> T.DataType:
 def ensure_tables(spark: SparkSession, settings: JobSettings) -> None:
     for entity in ENTITIES:
         fields = nullable(contract_struct(spark, entity.topic.schema_str)).fields  # type: ignore[attr-defined]
-        tables.ensure(spark, settings.table("bronze", entity.name), T.StructType(KAFKA_META_SCHEMA + list(fields)))
-    tables.ensure(spark, settings.table("quarantine", "records"), QUARANTINE_SCHEMA)
+        tables.ensure(spark, settings.table("bronze", entity.name), T.StructType(KAFKA_META_SCHEMA + list(fields)),
+                      tables.APPENDED)
+    tables.ensure(spark, settings.table("quarantine", "records"), QUARANTINE_SCHEMA, tables.APPENDED)
 
 
 Decoder = Callable[[DataFrame, str, str, Mapping[int, str]], DataFrame]
