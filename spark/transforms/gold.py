@@ -3,8 +3,8 @@
 A batch of CDF rows becomes per-customer *changes* (latest profile; order and engagement deltas
 signed by change type), which are applied to the stored gold rows of just the touched customers:
 :func:`new_row` says how, once, as expressions over the stored row and the change row, so the gold
-job can apply a batch inside one MERGE (the table is read once, and only the touched rows are
-written) while small-frame tests and training evaluate the same expressions on a join.
+job can apply a batch inside one MERGE (no read of the table besides the MERGE's own, and only
+the touched rows are written) while small-frame tests and training evaluate the same expressions on a join.
 
 Behavioural lifecycle stage (the one place these rules live; README and DEMO quote them):
   prospect    no orders yet
