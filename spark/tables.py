@@ -13,9 +13,11 @@ from pyspark.sql import types as T
 
 log = logging.getLogger(__name__)
 
-# Every micro-batch adds a small file; auto compaction folds them together once a table has 50
-# small ones (a dataChange=false commit: streams and change feeds downstream skip it), so the file
-# count, and with it a batch's cost, does not creep up with the stream's age.
+# Every micro-batch adds a small file. Auto compaction (a post-commit step of the writer) folds a
+# table's small files together once about 50 have gathered, in a dataChange=false commit that
+# streams and change feeds downstream skip, so the file count, and with it a batch's cost, does
+# not creep up with the stream's age. The replaced files stay on disk for Delta's retention (7 days)
+# until a VACUUM (README, "Delta housekeeping").
 APPENDED = {"delta.autoOptimize.autoCompact": "true"}
 CDF = {"delta.enableChangeDataFeed": "true"}
 # Tables updated by MERGE: a change data feed for the next layer, and deletion vectors so a MERGE
@@ -28,19 +30,29 @@ def exists(spark: SparkSession, path: str) -> bool:
 
 
 def ensure(spark: SparkSession, path: str, schema: T.StructType, properties: dict[str, str] | None = None) -> None:
-    """Create an empty table with this schema unless one is there (only the table's writer calls this),
-    and give a table made by an older release the properties it lacks."""
+    """Create an empty table with this schema unless one is there (only the table's writer calls this).
+    A table an older release made gets the columns and properties it lacks; a property someone has
+    set to another value on purpose is left alone."""
     properties = properties or {}
     builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(schema)
     for key, value in properties.items():
         builder = builder.property(key, value)
     builder.execute()
-    have = DeltaTable.forPath(spark, path).detail().select("properties").first()[0] or {}
-    missing = {k: v for k, v in properties.items() if have.get(k) != v}
+    table = f"delta.`{path}`"
+    detail = DeltaTable.forPath(spark, path).detail().select("properties").first()
+    have = detail[0] or {}
+    missing = {k: v for k, v in properties.items() if k not in have}
     if missing:
         assignments = ", ".join(f"'{k}' = '{v}'" for k, v in sorted(missing.items()))
-        spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ({assignments})")
+        spark.sql(f"ALTER TABLE {table} SET TBLPROPERTIES ({assignments})")
         log.info("table %s: set %s", path, ", ".join(sorted(missing)))
+    present = set(spark.read.format("delta").load(path).columns)
+    new_fields = [f for f in schema.fields if f.name not in present]
+    if new_fields:
+        # New columns are nullable whatever the schema says: the rows already there have none.
+        columns = ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in new_fields)
+        spark.sql(f"ALTER TABLE {table} ADD COLUMNS ({columns})")
+        log.info("table %s: added columns %s", path, ", ".join(f.name for f in new_fields))
 
 
 def wait_for(spark: SparkSession, path: str, timeout_s: float | None = None, poll_s: float = 5.0) -> None:
