@@ -39,14 +39,14 @@ def ensure(spark: SparkSession, path: str, schema: T.StructType, properties: dic
         builder = builder.property(key, value)
     builder.execute()
     table = f"delta.`{path}`"
-    detail = DeltaTable.forPath(spark, path).detail().select("properties").first()
-    have = detail[0] or {}
+    existing = DeltaTable.forPath(spark, path)
+    have = existing.detail().select("properties").first()[0] or {}
     missing = {k: v for k, v in properties.items() if k not in have}
     if missing:
         assignments = ", ".join(f"'{k}' = '{v}'" for k, v in sorted(missing.items()))
         spark.sql(f"ALTER TABLE {table} SET TBLPROPERTIES ({assignments})")
         log.info("table %s: set %s", path, ", ".join(sorted(missing)))
-    present = set(spark.read.format("delta").load(path).columns)
+    present = set(existing.toDF().columns)
     new_fields = [f for f in schema.fields if f.name not in present]
     if new_fields:
         # New columns are nullable whatever the schema says: the rows already there have none.
