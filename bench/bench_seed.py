@@ -6,7 +6,8 @@ BENCH_KAFKA_BOOTSTRAP points at one) and the Schema Registry test double:
   seed (kafka transport)  python -m seed's own path: simulate -> TopicSerde (Avro, Confluent frame) ->
                           KafkaPublisher (idempotent, acks=all, delivery reports counted), events/s
   raw producer            the same pre-serialized bytes through a bare Producer with the same
-                          settings (enable.idempotence, acks=all, linger, compression), events/s
+                          settings (enable.idempotence, acks=all, linger, compression, the murmur2
+                          partitioner), events/s
   ratio                   seed / raw
   fastavro encode         schemaless_writer over the same records, records/s (the encoder's ceiling)
 and, to explain the ratio, the simulator alone and TopicSerde.serialize alone. Each figure is the
@@ -30,6 +31,7 @@ import fastavro
 from confluent_kafka import Producer
 
 from schemas import serde
+from schemas.partitioning import LIBRDKAFKA_PARTITIONER
 from schemas.topics import SOURCE_TOPICS
 from seed.cli import Run
 from seed.publish import KafkaPublisher
@@ -81,7 +83,8 @@ def bench(bootstrap: str, registry_url: str, customers: int, days: int, repeat: 
     fastavro_s = timed(encode_all)
 
     # Warm the broker (leaders, producer ids) so neither measured run pays for it.
-    warm = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all"})
+    warm = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",
+                     "partitioner": LIBRDKAFKA_PARTITIONER})
     for topic_name, key, value in frames[:2000]:
         warm.produce(topic_name, value=value, key=key)
     warm.flush(60)

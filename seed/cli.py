@@ -2,7 +2,9 @@
 
 Settings come from the environment (``seed.settings.SeedSettings``); command-line options override
 them. Exit codes: 0 done, 1 publishing failed (unreachable endpoint, unknown topic, schema rejected,
-...), 2 invalid option or environment variable, 130 interrupted. Every failure is one line on stderr.
+...), 2 invalid option or environment variable, 130 interrupted. Every failure is one line on stderr
+naming the dependency, the address tried and the variable that points there; when nothing had been
+acknowledged it is the only line.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from common import logs
 from common import settings as cs
 from schemas.topics import SOURCE_TOPICS, Topic
 from seed.progress import Progress, Throttle
-from seed.publish import Publisher, PublishError, make_publisher
+from seed.publish import KAFKA_LOGGER, Publisher, PublishError, make_publisher
 from seed.settings import TRANSPORTS, ConfigError, SeedSettings, iso_date, positive_float
 from seed.simulator import Event, SimConfig, Simulator, sidecar_path, write_ground_truth
 
@@ -202,9 +204,12 @@ class Run:
                     send()
             send()
         except PublishError as exc:
-            if progress:
-                progress.finish(self.sent, errors(), self.simulator.progress)
-            self._summary("stopped", errors())
+            # Nothing acknowledged (an unreachable or misconfigured dependency): the error is the only
+            # line; otherwise the summary says how far the run got before it.
+            if self.sent:
+                if progress:
+                    progress.finish(self.sent, errors(), self.simulator.progress)
+                self._summary("stopped", errors())
             print(f"seed: error: {exc}", file=self.stderr)
             return EXIT_FAILED
         finally:
@@ -258,6 +263,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     if settings.log_level != "DEBUG":  # one line per registry request otherwise
         for noisy in ("httpx", "httpx2", "httpcore", "urllib3"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
+        # librdkafka logs every failed connection attempt; what matters ends up in the one-line error.
+        logging.getLogger(KAFKA_LOGGER.name).setLevel(logging.CRITICAL)
     run = Run(settings, stderr=stderr, stdout=stdout, progress=not args.no_progress)
     try:
         return run.dry_run(args.sample) if args.dry_run else run.publish()

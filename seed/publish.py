@@ -1,14 +1,16 @@
 """Publish Avro events to Redpanda: through the HTTP Proxy (``rest``, the cluster default) or Kafka.
 
 Both transports serialize with the project serde (``schemas.serde.TopicSerde``: Confluent framing,
-the schema registered or looked up under ``<topic>-value`` in the Schema Registry), count only the
-records the broker ACKNOWLEDGED, retry transient failures (HTTP 5xx/408/429, timeouts, connection
-errors, broker unavailable) with exponential backoff and jitter, and raise :class:`PublishError`, a
-one-line message naming the endpoint, the topic and the reason, on a permanent failure or when the
-retries are spent.
+the schema registered or looked up under ``<topic>-value`` in the Schema Registry), place every keyed
+record where a Java producer would (``schemas.partitioning``: murmur2, so ksqlDB's joins see an order
+in its customer's partition), count only the records the broker ACKNOWLEDGED, retry transient
+failures (HTTP 5xx/408/429, timeouts, connection errors, broker unavailable) with exponential backoff
+and jitter, and raise :class:`PublishError`, a one-line message naming the endpoint, the setting that
+points there, the topic and the reason, on a permanent failure or when the retries are spent. Both
+check that the topic exists before anything is registered in the Schema Registry.
 
-Delivery is at-least-once: a retried request the proxy had in fact written is written twice;
-consumers dedup on the record ids (order_id, activation_id, customer_id + updated_at).
+REST delivery is at-least-once: a timed-out request the proxy had in fact written is sent again and
+written twice; consumers dedup on the record ids (see seed/README.md).
 
 A publisher may be shared between threads (the web UI does).
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import random
 import threading
 import time
@@ -29,6 +32,7 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 from schemas import serde
+from schemas.partitioning import LIBRDKAFKA_PARTITIONER, partition_for_key
 from schemas.topics import Topic
 from seed.settings import PublisherSettings
 
@@ -51,6 +55,7 @@ RETRIABLE_HTTP = frozenset({408, 429, 500, 502, 503, 504})
 RETRIABLE_KAFKA_CODES = frozenset({3, 5, 6, 7, 13, 14, 15, 19, 20, 56})
 BACKOFF_BASE_S = 0.2
 BACKOFF_CAP_S = 10.0
+KAFKA_LOGGER = logging.getLogger("seed.kafka")
 
 
 class PublishError(RuntimeError):
@@ -103,10 +108,13 @@ def backoff_delay(attempt: int, rng: random.Random | None = None) -> float:
 
 
 def _kafka_code_name(code: int) -> str:
+    """``6 NOT_LEADER_FOR_PARTITION``; a code librdkafka does not know (the proxy's own 5xxxx codes)
+    stays a bare number rather than librdkafka's ``ERR_50003?``."""
     try:
-        return f"{code} {KafkaError(code).name()}"
-    except Exception:  # an unknown code
+        name = KafkaError(code).name()
+    except Exception:  # not an int librdkafka accepts
         return str(code)
+    return str(code) if name.endswith("?") else f"{code} {name}"
 
 
 class _Serializers:
@@ -114,6 +122,7 @@ class _Serializers:
 
     def __init__(self, settings: PublisherSettings, client: SchemaRegistryClient | None = None):
         self.url = settings.schema_registry_url
+        self.endpoint = f"schema registry {self.url} ({PublisherSettings.env_name('schema_registry_url')})"
         self._client = client or serde.registry_client(
             settings.schema_registry_url,
             **{
@@ -135,26 +144,27 @@ class _Serializers:
                     found = self._serdes[topic.name] = serde.TopicSerde(self._client, topic)
         return found
 
-    def serialize_all(self, topic: Topic, records: Sequence[Record]) -> list[tuple[bytes, bytes]]:
+    def prepare(self, topic: Topic) -> serde.TopicSerde:
+        """The topic's serde (no registry request yet); PublishError for a topic that is not Avro."""
         try:
-            target = self._serde(topic)
+            return self._serde(topic)
         except ValueError as exc:  # not an Avro topic
             raise PublishError(self.url, topic.name, str(exc)) from None
+
+    def serialize_all(self, topic: Topic, records: Sequence[Record]) -> list[tuple[bytes, bytes]]:
+        target = self.prepare(topic)
         out: list[tuple[bytes, bytes]] = []
         for key, value in records:
             try:
                 data = target.serialize(value)
             except SchemaRegistryError as exc:
-                raise PublishError(f"schema registry {self.url}", topic.name, _registry_reason(topic, exc)) \
-                    from None
+                raise PublishError(self.endpoint, topic.name, _registry_reason(topic, exc)) from None
             except (ValueError, TypeError, KeyError, AttributeError) as exc:
                 reason = f"record for key {key!r} does not conform to {topic.schema_file}"
-                raise PublishError(
-                    f"schema registry {self.url}", topic.name, f"{reason}: {type(exc).__name__}: {exc}"
-                ) from None
+                raise PublishError(self.endpoint, topic.name, f"{reason}: {type(exc).__name__}: {exc}") from None
             except Exception as exc:  # httpx transport errors (connect refused, DNS, timeout) after retries
                 reason = f"registry unreachable: {type(exc).__name__}: {exc}"
-                raise PublishError(f"schema registry {self.url}", topic.name, reason) from None
+                raise PublishError(self.endpoint, topic.name, reason) from None
             out.append((key.encode("utf-8"), data))
         return out
 
@@ -167,6 +177,9 @@ def _registry_reason(topic: Topic, exc: SchemaRegistryError) -> str:
         what = f"schema rejected as invalid under {topic.subject}"
     elif status in RETRIABLE_HTTP:
         what = "registry kept failing"
+    elif status in (404, 405) and exc.error_code not in (40401, 40403):
+        # A 404 that is not one of the registry's own "not found" codes: something else answers there.
+        what = "no Schema Registry API at this address"
     else:
         what = "registry refused the request"
     return f"{what} (HTTP {status}, error_code {exc.error_code}: {exc.error_message})"
@@ -176,7 +189,8 @@ def _registry_reason(topic: Topic, exc: SchemaRegistryError) -> str:
 
 
 class RestPublisher:
-    """POST /topics/<topic> on the HTTP Proxy, binary embedded format, batches of ``batch_size``."""
+    """POST /topics/<topic> on the HTTP Proxy, binary embedded format, batches of ``batch_size``, each
+    record with an explicit ``partition`` (murmur2 of its key, as a Java producer would choose)."""
 
     def __init__(
         self,
@@ -187,22 +201,28 @@ class RestPublisher:
         sleep: Callable[[float], None] = time.sleep,
     ):
         self.settings = settings
-        self.endpoint = f"HTTP proxy {settings.rest_proxy_url}"
+        self.endpoint = f"HTTP proxy {settings.rest_proxy_url} ({PublisherSettings.env_name('rest_proxy_url')})"
         self.stats = PublishStats()
         self._serializers = _Serializers(settings, registry)
         self._session = session or requests.Session()
         self._sleep = sleep
         self._jitter = random.Random()
         self._stats_lock = threading.Lock()
+        self._partitions: dict[str, int] = {}  # topic -> partition count, once the topic was seen
 
     def publish(self, topic: Topic, records: Sequence[Record]) -> int:
         if not records:
             return 0
+        self._serializers.prepare(topic)
+        # Before anything is registered: a missing topic is one clear line, not a schema left behind
+        # under its subject and a minute-long block in the proxy.
+        partitions = self.partitions(topic)
         encoded = self._serializers.serialize_all(topic, records)
         acked = 0
         size = self.settings.batch_size
         for start in range(0, len(encoded), size):
-            batch = [serde.proxy_record(k, v) for k, v in encoded[start:start + size]]
+            batch = [serde.proxy_record(k, v, partition_for_key(k, partitions))
+                     for k, v in encoded[start:start + size]]
             try:
                 acked += self._send(topic, batch)
             except PublishError as exc:
@@ -210,6 +230,23 @@ class RestPublisher:
                 self._count(failed=len(encoded) - exc.acknowledged)
                 raise
         return acked
+
+    def partitions(self, topic: Topic) -> int:
+        """The partition count records of ``topic`` are placed over; PublishError if the topic is missing.
+
+        Existence comes from the proxy (``GET /topics``, which answers at once; a produce to a missing
+        topic blocks for the proxy's max.block.ms, 60 s, before failing). The count cannot: Redpanda's
+        HTTP Proxy has no per-topic metadata route (its v2 routes are GET /brokers, GET /topics,
+        POST /topics/{t}, GET /topics/{t}/partitions/{p}/records, the consumer routes and
+        /status/ready; pandaproxy/api/api-doc/rest.json), so it is ``Topic.partitions`` from the topic
+        registry, which the chart's topics Job creates every source topic with (chart values equal
+        schemas/topics.py, tests/manifests/test_chart_consistency.py). Cached per topic."""
+        count = self._partitions.get(topic.name)
+        if count is None:
+            if topic.name not in self._list_topics(topic):
+                raise PublishError(self.endpoint, topic.name, self._missing(topic))
+            count = self._partitions[topic.name] = topic.partitions
+        return count
 
     def close(self) -> None:
         self._session.close()
@@ -219,6 +256,56 @@ class RestPublisher:
             self.stats.acknowledged += acknowledged
             self.stats.failed += failed
             self.stats.retries += retries
+
+    def _missing(self, topic: Topic) -> str:
+        return (f"topic {topic.name} does not exist (not in GET {self.settings.rest_proxy_url}/topics; "
+                "the chart's topics Job creates it)")
+
+    def _list_topics(self, topic: Topic, *, retries: int | None = None) -> set[str]:
+        """``GET /topics``, retrying transient failures like a produce request."""
+        url = f"{self.settings.rest_proxy_url}/topics"
+        timeout = self.settings.request_timeout_s
+        retries = self.settings.max_retries if retries is None else retries
+        attempt = 0
+        while True:
+            reason: str
+            try:
+                response = self._session.get(url, headers={"Accept": PROXY_ACCEPT}, timeout=(timeout, timeout))
+            except requests.Timeout:
+                reason = f"GET /topics: no reply within {timeout:g}s"
+            except requests.ConnectionError as exc:
+                reason = f"cannot connect ({_root_cause(exc)})"
+            except requests.RequestException as exc:
+                raise PublishError(self.endpoint, topic.name, f"GET /topics failed: {exc}") from None
+            else:
+                status = response.status_code
+                if 200 <= status < 300:
+                    try:
+                        names = response.json()
+                    except ValueError:
+                        names = None
+                    if not isinstance(names, list):
+                        raise PublishError(self.endpoint, topic.name, "GET /topics did not answer a list of "
+                                           f"topic names: {response.text[:120]!r} (is this the HTTP Proxy?)")
+                    return {str(n) for n in names}
+                if status not in RETRIABLE_HTTP:
+                    raise PublishError(self.endpoint, topic.name,
+                                       f"GET /topics answered HTTP {status} {_error_text(response)} "
+                                       "(is this the HTTP Proxy?)")
+                reason = f"GET /topics: HTTP {status} {_error_text(response)}"
+            attempt += 1
+            if attempt > retries:
+                raise PublishError(self.endpoint, topic.name, f"{reason}; gave up after {retries} retries")
+            self._count(retries=1)
+            self._sleep(backoff_delay(attempt, self._jitter))
+
+    def _still_exists(self, topic: Topic) -> bool:
+        """After a timed-out produce: is the topic still there? (A produce to a topic deleted meanwhile
+        blocks in the proxy until its max.block.ms.) True when the proxy cannot tell."""
+        try:
+            return topic.name in self._list_topics(topic, retries=0)
+        except PublishError:
+            return True
 
     def _send(self, topic: Topic, pending: list[dict[str, Any]]) -> int:
         """Send one batch, retrying transient failures (whole request) and retriable per-record errors
@@ -235,6 +322,10 @@ class RestPublisher:
                     url, data=json.dumps({"records": pending}), headers=headers, timeout=(timeout, timeout)
                 )
             except requests.Timeout:
+                if not self._still_exists(topic):
+                    self._partitions.pop(topic.name, None)
+                    raise PublishError(self.endpoint, topic.name, self._missing(topic), acknowledged=acked) \
+                        from None
                 reason = f"no reply within {timeout:g}s"
             except requests.ConnectionError as exc:
                 reason = f"cannot connect ({_root_cause(exc)})"
@@ -252,7 +343,7 @@ class RestPublisher:
                     if not retry:
                         return acked
                     pending = [pending[i] for i, _ in retry]
-                    reason = f"{len(retry)} record(s) failed with error_code {_kafka_code_name(retry[0][1])}"
+                    reason = f"{len(retry)} record(s) failed, record {retry[0][0]} with {retry[0][1]}"
                 elif status in RETRIABLE_HTTP:
                     reason = f"HTTP {status} {_error_text(response)}"
                 else:
@@ -269,8 +360,8 @@ class RestPublisher:
 
     def _check_offsets(
         self, topic: Topic, pending: list[dict[str, Any]], response: requests.Response
-    ) -> tuple[int, list[tuple[int, int]], str | None]:
-        """(acknowledged, [(index, retriable error_code)], permanent failure reason or None)."""
+    ) -> tuple[int, list[tuple[int, str]], str | None]:
+        """(acknowledged, [(index, what failed)] retriable, permanent failure reason or None)."""
         try:
             offsets = response.json()["offsets"]
         except (ValueError, KeyError, TypeError):
@@ -279,16 +370,20 @@ class RestPublisher:
             count = len(offsets) if isinstance(offsets, list) else "no"
             return 0, [], f"proxy reply has {count} offsets for {len(pending)} records"
         ok = 0
-        retry: list[tuple[int, int]] = []
+        retry: list[tuple[int, str]] = []
         permanent: str | None = None
         for index, entry in enumerate(offsets):
             code = entry.get("error_code") if isinstance(entry, dict) else None
             if not code:
                 ok += 1
-            elif code in RETRIABLE_KAFKA_CODES:
-                retry.append((index, code))
+                continue
+            # The proxy's own words (e.g. 50003 "Topic … not present in metadata after 60000 ms.").
+            text = entry.get("error") or entry.get("message")
+            what = f"error_code {_kafka_code_name(code)}" + (f": {text}" if text else "")
+            if code in RETRIABLE_KAFKA_CODES:
+                retry.append((index, what))
             elif permanent is None:
-                permanent = f"record {index} rejected with error_code {_kafka_code_name(code)}"
+                permanent = f"record {index} rejected with {what}"
         return ok, retry, permanent
 
 
@@ -340,7 +435,8 @@ class _Delivery:
 
 
 class KafkaPublisher:
-    """Idempotent producer (enable.idempotence=true, acks=all); counts delivery-report acks."""
+    """Idempotent producer (enable.idempotence=true, acks=all, Java-compatible murmur2 partitioner);
+    counts delivery-report acks."""
 
     def __init__(
         self,
@@ -351,7 +447,7 @@ class KafkaPublisher:
         sleep: Callable[[float], None] = time.sleep,
     ):
         self.settings = settings
-        self.endpoint = f"Kafka {settings.bootstrap_servers}"
+        self.endpoint = f"Kafka {settings.bootstrap_servers} ({PublisherSettings.env_name('bootstrap_servers')})"
         self.stats = PublishStats()
         self._serializers = _Serializers(settings, registry)
         timeout_ms = int(settings.request_timeout_s * 1000)
@@ -371,6 +467,11 @@ class KafkaPublisher:
             "retry.backoff.ms": int(BACKOFF_BASE_S * 1000),
             "retry.backoff.max.ms": int(BACKOFF_CAP_S * 1000),
             "client.id": "marketing-engine-seed",
+            # Keys placed as Java producers and ksqlDB place them (librdkafka's default is CRC32).
+            "partitioner": LIBRDKAFKA_PARTITIONER,
+            # librdkafka's own log lines go through logging (not straight to stderr), so a failure is
+            # the one PublishError line; LOG_LEVEL=DEBUG shows them.
+            "logger": KAFKA_LOGGER,
             # Topics are created by the platform with their partition counts; never by a metadata probe.
             "allow.auto.create.topics": False,
         }
@@ -411,6 +512,7 @@ class KafkaPublisher:
     def publish(self, topic: Topic, records: Sequence[Record]) -> int:
         if not records:
             return 0
+        self._serializers.prepare(topic)
         self._check_topic(topic)
         encoded = self._serializers.serialize_all(topic, records)
         delivery = _Delivery()

@@ -80,6 +80,11 @@ class PublisherSettings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> PublisherSettings:
         return load(cls, _environ(environ))
 
+    @classmethod
+    def env_name(cls, field: str) -> str:
+        """The environment variable behind ``field`` (error messages name the setting to fix)."""
+        return {f.name: f.metadata["env"].name for f in dataclasses.fields(cls)}[field]
+
 
 def _same_as_publisher(name: str) -> Any:
     """A SeedSettings field reading the same variable, default and parser as PublisherSettings.<name>."""

@@ -16,6 +16,7 @@ import pytest
 import requests
 
 from schemas import serde, topics
+from schemas.partitioning import partition_for_key
 from seed.publish import PublishError, RestPublisher
 from seed.settings import PublisherSettings
 from seed.simulator import SimConfig, Simulator
@@ -79,32 +80,91 @@ def test_every_record_arrives_framed_and_decodes_to_what_was_sent(proxy, schema_
             last[r.key_str] = serde.to_millis(t)
 
 
-def test_double_rejects_the_avro_embedded_format_and_unknown_topics(proxy):
+def _post(proxy, topic: str, body, content_type: str = BINARY_V2) -> requests.Response:
+    return requests.post(f"{proxy.url}/topics/{topic}", data=json.dumps(body), timeout=5,
+                         headers={"Content-Type": content_type})
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def test_double_rejects_the_avro_embedded_format_and_bad_base64_like_the_real_proxy(proxy):
     body = {"records": [{"key": None, "value": base64.b64encode(b"x").decode()}]}
-    avro = requests.post(f"{proxy.url}/topics/{topics.ORDER_PLACED.name}", json=body, timeout=5,
-                         headers={"Content-Type": "application/vnd.kafka.avro.v2+json"})
+    avro = _post(proxy, topics.ORDER_PLACED.name, body, "application/vnd.kafka.avro.v2+json")
     assert avro.status_code == 415
-    unknown = requests.post(f"{proxy.url}/topics/no.such.topic", data=json.dumps(body), timeout=5,
-                            headers={"Content-Type": BINARY_V2})
-    assert unknown.status_code == 404 and unknown.json()["error_code"] == 40401
-    url = f"{proxy.url}/topics/{topics.ORDER_PLACED.name}"
-    binary = {"Content-Type": BINARY_V2}
-    not_b64 = requests.post(url, data=json.dumps({"records": [{"value": "%%%"}]}), headers=binary, timeout=5)
-    assert not_b64.status_code == 422
-    unframed = requests.post(url, data=json.dumps(body), headers=binary, timeout=5)
+    not_b64 = _post(proxy, topics.ORDER_PLACED.name, {"records": [{"value": "%%%"}]})
+    assert not_b64.status_code == 400
+    assert not_b64.json()["error_code"] == 400 and "base64" in not_b64.json()["message"]
+    unframed = _post(proxy, topics.ORDER_PLACED.name, body)
     assert unframed.status_code == 200 and unframed.json()["offsets"][0]["offset"] == 0
     assert len(proxy.decode_errors) == 1 and "framed" in proxy.decode_errors[0][2]
 
 
-def test_unknown_topic_is_a_clear_publish_error(schema_registry):
-    with HttpProxyDouble(schema_registry, topics={}) as proxy:
+def test_double_blocks_then_answers_200_with_50003_per_record_for_a_missing_topic(schema_registry):
+    with HttpProxyDouble(schema_registry, metadata_block_s=0.4) as proxy:
+        started = time.monotonic()
+        reply = _post(proxy, "no.such.topic", {"records": [{"key": _b64("a"), "value": _b64("1")},
+                                                           {"key": _b64("b"), "value": _b64("2")}]})
+        waited = time.monotonic() - started
+        listed = requests.get(f"{proxy.url}/topics", timeout=5).json()
+    assert reply.status_code == 200 and waited >= 0.4
+    message = "Topic no.such.topic not present in metadata after 400 ms."
+    assert reply.json()["offsets"] == [
+        {"partition": None, "offset": None, "error_code": 50003, "error": message}] * 2
+    assert "no.such.topic" not in listed and topics.ORDER_PLACED.name in listed
+    assert proxy.total() == 0
+
+
+def test_double_places_keys_by_murmur2_and_honours_an_explicit_partition(proxy):
+    name, count = topics.CUSTOMER_PROFILE.name, topics.CUSTOMER_PROFILE.partitions
+    keys = [f"cust-{i}" for i in range(60)]
+    placed = _post(proxy, name, {"records": [{"key": _b64(k), "value": _b64("v")} for k in keys]})
+    assert [o["partition"] for o in placed.json()["offsets"]] == [partition_for_key(k, count) for k in keys]
+    explicit = _post(proxy, name, {"records": [{"key": _b64(k), "value": _b64("v"), "partition": 1}
+                                                for k in keys[:5]]})
+    assert [o["partition"] for o in explicit.json()["offsets"]] == [1] * 5
+    beyond = _post(proxy, name, {"records": [{"key": _b64("k"), "value": _b64("v"), "partition": count}]})
+    assert beyond.status_code == 200 and beyond.json()["offsets"][0]["error_code"] == 3
+
+
+def test_missing_topic_is_one_line_at_once_and_registers_nothing():
+    registry = SchemaRegistryDouble().start()  # its own: the session registry has the subjects already
+    # A produce would block for the double's metadata_block_s: the publisher must not get there.
+    try:
+        with HttpProxyDouble(registry, topics={}, metadata_block_s=30) as proxy:
+            publisher = RestPublisher(_settings(proxy, registry.url))
+            evs = [e for e in Simulator(SimConfig(customers=3, days=2)).events()
+                   if e.topic is topics.CUSTOMER_PROFILE]
+            started = time.monotonic()
+            with pytest.raises(PublishError) as err:
+                publisher.publish(topics.CUSTOMER_PROFILE, [(e.key, e.record) for e in evs])
+            elapsed = time.monotonic() - started
+    finally:
+        registry.stop()
+    msg = str(err.value)
+    assert f"topic {topics.CUSTOMER_PROFILE.name} does not exist" in msg and proxy.url in msg
+    assert "REST_PROXY_URL" in msg and "\n" not in msg and elapsed < 5
+    assert [r.method for r in proxy.requests] == ["GET"]
+    assert registry.subjects == {} and registry.requests == []
+
+
+def test_a_topic_gone_after_the_check_is_reported_with_the_proxys_own_text(schema_registry):
+    with HttpProxyDouble(schema_registry, metadata_block_s=0.3) as proxy:
         publisher = RestPublisher(_settings(proxy, schema_registry.url))
-        evs = [e for e in Simulator(SimConfig(customers=3, days=2)).events()
-               if e.topic is topics.CUSTOMER_PROFILE]
+        records = _profiles(4, seed=8)
+        assert publisher.publish(topics.CUSTOMER_PROFILE, records[:2]) == 2  # topic seen, count cached
+        del proxy.topics[topics.CUSTOMER_PROFILE.name]
         with pytest.raises(PublishError) as err:
-            publisher.publish(topics.CUSTOMER_PROFILE, [(e.key, e.record) for e in evs])
-    assert "does not exist" in str(err.value) and "40401" in str(err.value) and proxy.url in str(err.value)
-    assert len([r for r in proxy.requests if r.method == "POST"]) == 1  # not retried
+            publisher.publish(topics.CUSTOMER_PROFILE, records[2:])
+        # With a request timeout shorter than the proxy's block, the publisher asks GET /topics again.
+        short = RestPublisher(_settings(proxy, schema_registry.url, request_timeout_s=0.1))
+        short._partitions[topics.CUSTOMER_PROFILE.name] = topics.CUSTOMER_PROFILE.partitions
+        with pytest.raises(PublishError, match="does not exist") as timed_out:
+            short.publish(topics.CUSTOMER_PROFILE, records[2:])
+    text = f"Topic {topics.CUSTOMER_PROFILE.name} not present in metadata after 300 ms."
+    assert f"error_code 50003: {text}" in str(err.value)
+    assert "gave up" not in str(timed_out.value) and short.stats.retries == 0
 
 
 def _profiles(n: int, seed: int = 1):
@@ -117,7 +177,8 @@ def test_proxy_500_then_success(proxy, schema_registry):
     publisher = RestPublisher(_settings(proxy, schema_registry.url))
     records = _profiles(10)
     assert publisher.publish(topics.CUSTOMER_PROFILE, records) == 10
-    assert [r.status for r in proxy.requests] == [500, 503, 200]
+    assert [(r.method, r.status) for r in proxy.requests] == [("GET", 200), ("POST", 500), ("POST", 503),
+                                                               ("POST", 200)]
     assert publisher.stats.retries == 2
     assert [r.key_str for r in proxy.records(topics.CUSTOMER_PROFILE.name)] == [k for k, _ in records]
 
@@ -130,7 +191,7 @@ def test_connection_reset_and_per_record_errors_are_retried(proxy, schema_regist
     assert publisher.publish(topics.CUSTOMER_PROFILE, records) == 8
     got = [r.key_str for r in proxy.records(topics.CUSTOMER_PROFILE.name)]
     assert sorted(got) == sorted(k for k, _ in records) and len(got) == 8
-    assert [r.records for r in proxy.requests if r.status == 200] == [8, 2]
+    assert [r.records for r in proxy.requests if r.method == "POST" and r.status == 200] == [8, 2]
 
 
 def test_timeout_is_retried_and_the_late_write_is_a_duplicate(proxy, schema_registry):
@@ -169,7 +230,7 @@ def test_incompatible_schema_is_rejected_with_a_clear_error():
                          if e.topic is topics.ORDER_PLACED)
             with pytest.raises(PublishError) as err:
                 publisher.publish(topics.ORDER_PLACED, [(order.key, order.record)])
-            assert proxy.requests == []  # nothing sent
+            assert [r.method for r in proxy.requests] == ["GET"]  # the topic check; nothing produced
     finally:
         registry.stop()
     msg = str(err.value)
@@ -205,31 +266,64 @@ def test_cli_publishes_everything_and_writes_ground_truth(proxy, schema_registry
     assert {r["customer_id"] for r in rows} == profiles and len(rows) == 40
 
 
+def _one_line_failure(done: subprocess.CompletedProcess) -> str:
+    """The run failed with exit 1 and stderr is exactly one error line, no traceback."""
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("seed: error: ")
+    return lines[0]
+
+
+FAST = {"PUBLISH_MAX_RETRIES": "1", "PUBLISH_TIMEOUT_S": "2"}
+
+
 def test_cli_unreachable_registry_is_one_line_and_nonzero(proxy):
     dead = f"http://127.0.0.1:{free_port()}"
     done = run_seed(["--customers", "3", "--days", "2"],
-                    {"REST_PROXY_URL": proxy.url, "SCHEMA_REGISTRY_URL": dead, "PUBLISH_MAX_RETRIES": "1",
-                     "PUBLISH_TIMEOUT_S": "2"})
-    assert done.returncode != 0
-    assert "Traceback" not in done.stderr
-    errors = [line for line in done.stderr.splitlines() if line.startswith("seed: error:")]
-    assert len(errors) == 1 and f"schema registry {dead}" in errors[0] and "unreachable" in errors[0]
-    assert proxy.requests == []
+                    {"REST_PROXY_URL": proxy.url, "SCHEMA_REGISTRY_URL": dead, **FAST})
+    line = _one_line_failure(done)
+    assert f"schema registry {dead} (SCHEMA_REGISTRY_URL)" in line and "unreachable" in line
+    assert [r.path for r in proxy.requests] == ["/topics"]  # the topic check, no produce
 
 
-def test_cli_unknown_topic_and_unreachable_proxy(schema_registry):
-    with HttpProxyDouble(schema_registry, topics={}) as proxy:
-        done = run_seed(["--customers", "3", "--days", "2"],
-                        {"REST_PROXY_URL": proxy.url, "SCHEMA_REGISTRY_URL": schema_registry.url})
-    assert done.returncode == 1 and "Traceback" not in done.stderr
-    assert f"topic {topics.CUSTOMER_PROFILE.name} does not exist" in done.stderr.splitlines()[-1]
+def test_cli_registry_address_pointing_at_something_else(proxy):
+    """SCHEMA_REGISTRY_URL at the HTTP proxy: it answers, but not the registry's API."""
+    done = run_seed(["--customers", "3", "--days", "2"],
+                    {"REST_PROXY_URL": proxy.url, "SCHEMA_REGISTRY_URL": proxy.url, **FAST})
+    line = _one_line_failure(done)
+    assert f"schema registry {proxy.url} (SCHEMA_REGISTRY_URL)" in line
+    assert "no Schema Registry API at this address" in line and "HTTP 404" in line
+
+
+def test_cli_unreachable_proxy(schema_registry):
     dead = f"http://127.0.0.1:{free_port()}"
     done = run_seed(["--customers", "3", "--days", "2"],
-                    {"REST_PROXY_URL": dead, "SCHEMA_REGISTRY_URL": schema_registry.url,
-                     "PUBLISH_MAX_RETRIES": "1"})
-    assert done.returncode == 1 and "Traceback" not in done.stderr
-    last = done.stderr.splitlines()[-1]
-    assert last.startswith("seed: error:") and dead in last and "cannot connect" in last
+                    {"REST_PROXY_URL": dead, "SCHEMA_REGISTRY_URL": schema_registry.url, **FAST})
+    line = _one_line_failure(done)
+    assert f"HTTP proxy {dead} (REST_PROXY_URL)" in line and "cannot connect" in line
+
+
+def test_cli_proxy_address_pointing_at_something_else(schema_registry):
+    """REST_PROXY_URL at the Schema Registry (port 8081 instead of 8082)."""
+    done = run_seed(["--customers", "3", "--days", "2"],
+                    {"REST_PROXY_URL": schema_registry.url, "SCHEMA_REGISTRY_URL": schema_registry.url, **FAST})
+    line = _one_line_failure(done)
+    assert f"HTTP proxy {schema_registry.url} (REST_PROXY_URL)" in line and "is this the HTTP Proxy?" in line
+
+
+def test_cli_unknown_topic_is_one_line_and_registers_nothing():
+    registry = SchemaRegistryDouble().start()
+    try:
+        with HttpProxyDouble(registry, topics={}, metadata_block_s=30) as proxy:
+            done = run_seed(["--customers", "3", "--days", "2"],
+                            {"REST_PROXY_URL": proxy.url, "SCHEMA_REGISTRY_URL": registry.url}, timeout=20)
+    finally:
+        registry.stop()
+    line = _one_line_failure(done)
+    assert f"topic {topics.CUSTOMER_PROFILE.name} does not exist" in line and "REST_PROXY_URL" in line
+    assert registry.subjects == {}
 
 
 def test_cli_invalid_environment_exits_2():

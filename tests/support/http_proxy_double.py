@@ -1,16 +1,28 @@
 """TEST DOUBLE of Redpanda's HTTP Proxy (pandaproxy, what Redpanda serves on :8082), produce side.
 
-Not shipped in the product. Follows the documented API (../shared/design/reference.md):
+Not shipped in the product. Follows the v2 API as the real proxies answer it (observed on Confluent's
+REST Proxy 7.5, the reference implementation Redpanda's proxy follows; ../shared/design/reference.md):
   POST /topics/{topic}   Content-Type: application/vnd.kafka.binary.v2+json
                          body {"records": [{"key": b64|null, "value": b64|null, "partition": n?}, ...]}
                          -> 200 {"offsets": [{"partition": p, "offset": o}, ...]} one entry per record, in
-                            order; a failed record has "offset": -1 and an "error_code" (Kafka error code).
+                            order. Placement: an explicit "partition" is honoured; a keyed record without
+                            one goes where the Java producer puts it, murmur2(key) % partitions (observed
+                            1,219/1,219); a null key goes to partition 0 (the Java producer's sticky
+                            choice: any partition).
+                         A topic that does not exist is NOT a 404: the proxy's producer blocks for its
+                            max.block.ms (60 s; ``metadata_block_s`` here, so tests need not wait) and
+                            answers 200 with, per record, {"partition": null, "offset": null,
+                            "error_code": 50003, "error": "Topic <t> not present in metadata after
+                            60000 ms."} (observed).
+                         400 {"error_code": 400, "message": ...} for a key/value that is not base64
+                            (observed) and for a body that is not JSON (assumed alike);
+                         422 {"error_code": 422, ...} for JSON without a "records" list (assumed);
                          415 for any other content type, including the Avro embedded format
                             application/vnd.kafka.avro.v2+json that Redpanda does not support;
-                         404 {"error_code": 40401} for a topic that does not exist;
-                         422 {"error_code": 42201} for a body that is not the documented shape or
-                            whose key/value is not base64.
-  GET  /topics           -> ["topic", ...]
+                         an explicit partition the topic does not have: per-record error_code 3
+                            (UNKNOWN_TOPIC_OR_PARTITION), offset -1 (assumed, not observed).
+  GET  /topics           -> ["topic", ...], at once (observed). Redpanda's proxy has no GET /topics/{t}
+                            (its routes: pandaproxy/api/api-doc/rest.json); neither has this double.
 Errors are {"error_code": int, "message": str}.
 
 As a test instrument it also DECODES every record it accepts: the value's Confluent frame (magic 0 +
@@ -26,7 +38,9 @@ Failure injection, each list consumed one request at a time:
                   a client that timed out and retries produces a duplicate, as with the real proxy);
   reset_next:     count of next requests whose connection is closed without a reply.
 With ``forward_bootstrap`` the accepted bytes are also produced, unchanged, to a real Kafka broker
-and the broker's partitions/offsets (or delivery error codes) are returned.
+and the broker's partitions/offsets (or delivery error codes) are returned; the topics and their
+partition counts are then the broker's, and a keyed record without a partition is placed by
+librdkafka's murmur2_random (the Java producer's hash, independent of schemas.partitioning).
 """
 
 from __future__ import annotations
@@ -40,7 +54,6 @@ import re
 import socket
 import threading
 import time
-import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -48,6 +61,7 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from schemas import serde
+from schemas.partitioning import LIBRDKAFKA_PARTITIONER, partition_for_key
 from schemas.topics import ALL_TOPICS
 
 BINARY_V2 = "application/vnd.kafka.binary.v2+json"
@@ -84,9 +98,12 @@ class HttpProxyDouble:
         registry: Any = None,
         topics: dict[str, int] | None = None,
         forward_bootstrap: str | None = None,
+        metadata_block_s: float = 60.0,
     ):
         """``registry``: a SchemaRegistryDouble (its ``.url``), a registry URL, or None (no decoding).
-        ``topics``: name -> partitions (default: every topic of schemas.topics)."""
+        ``topics``: name -> partitions (default: every topic of schemas.topics; with
+        ``forward_bootstrap``: the broker's topics). ``metadata_block_s``: how long a produce to a
+        missing topic blocks before its 50003 reply (the real proxy's max.block.ms, 60 s)."""
         registry_url = getattr(registry, "url", registry)
         self.registry_url: str | None = registry_url
         self._deserializer = AvroDeserializer(serde.registry_client(registry_url)) if registry_url else None
@@ -100,13 +117,14 @@ class HttpProxyDouble:
         self.record_errors: list[dict[int, int]] = []
         self.delay_next: list[float] = []
         self.reset_next = 0
+        self.metadata_block_s = metadata_block_s
         self._next_offset: dict[tuple[str, int], int] = {}
         self._producer = None
         if forward_bootstrap:
             from confluent_kafka import Producer
 
             self._producer = Producer({"bootstrap.servers": forward_bootstrap, "enable.idempotence": True,
-                                       "acks": "all", "linger.ms": 5})
+                                       "acks": "all", "linger.ms": 5, "partitioner": LIBRDKAFKA_PARTITIONER})
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -159,41 +177,64 @@ class HttpProxyDouble:
             return schema_id, None, f"{type(exc).__name__}: {exc}"
         return schema_id, decoded, None
 
-    def _partition(self, topic: str, key: bytes | None, requested: int | None) -> int | None:
-        partitions = self.topics[topic]
+    def topic_partitions(self) -> dict[str, int]:
+        """name -> partition count of the topics that exist (the broker's when forwarding)."""
+        if self._producer is None:
+            return dict(self.topics)
+        meta = self._producer.list_topics(timeout=10)
+        return {name: len(t.partitions) for name, t in meta.topics.items() if t.error is None}
+
+    def _partition(self, partitions: int, key: bytes | None, requested: int | None) -> int | None:
         if requested is not None:
             return requested if 0 <= requested < partitions else None
         if key is None:
             return 0
-        return zlib.crc32(key) % partitions
+        return partition_for_key(key, partitions)
+
+    def _missing_topic_reply(self, topic: str, count: int) -> dict[str, Any]:
+        ms = int(round(self.metadata_block_s * 1000))
+        error = {"partition": None, "offset": None, "error_code": 50003,
+                 "error": f"Topic {topic} not present in metadata after {ms} ms."}
+        return {"offsets": [dict(error) for _ in range(count)], "key_schema_id": None, "value_schema_id": None}
 
     def produce(self, topic: str, records: list[dict[str, Any]]) -> tuple[int, Any]:
         """Validate and write one request's records; (HTTP status, reply body)."""
         decoded_input: list[tuple[bytes | None, bytes | None, int | None]] = []
         for i, rec in enumerate(records):
             if not isinstance(rec, dict) or ("value" not in rec and "key" not in rec):
-                return 422, {"error_code": 42201, "message": f"record {i}: expected an object with key/value"}
+                return 422, {"error_code": 422, "message": f"record {i}: expected an object with key/value"}
             try:
                 key = None if rec.get("key") is None else base64.b64decode(rec["key"], validate=True)
                 value = None if rec.get("value") is None else base64.b64decode(rec["value"], validate=True)
             except (binascii.Error, TypeError, ValueError) as exc:
-                return 422, {"error_code": 42201, "message": f"record {i}: key/value is not base64: {exc}"}
+                return 400, {"error_code": 400, "message": f"record {i}: key/value is not base64: {exc}"}
             partition = rec.get("partition")
-            if partition is not None and not isinstance(partition, int):
-                return 422, {"error_code": 42201, "message": f"record {i}: partition must be an integer"}
+            if partition is not None and (not isinstance(partition, int) or isinstance(partition, bool)):
+                return 422, {"error_code": 422, "message": f"record {i}: partition must be an integer"}
             decoded_input.append((key, value, partition))
+        partitions = self.topic_partitions().get(topic)
+        if partitions is None:  # the proxy's producer waits for metadata that never comes
+            time.sleep(self.metadata_block_s)
+            return 200, self._missing_topic_reply(topic, len(decoded_input))
         with self.lock:
             injected = self.record_errors.pop(0) if self.record_errors else {}
         offsets: list[dict[str, Any]] = []
         for i, (key, value, requested) in enumerate(decoded_input):
-            partition = self._partition(topic, key, requested)
-            if i in injected or partition is None:
-                code = injected.get(i, 3)  # 3 = UNKNOWN_TOPIC_OR_PARTITION
-                offsets.append({"partition": requested if partition is None else partition, "offset": -1,
-                                "error_code": code, "error": f"injected or invalid partition (code {code})"})
+            partition = self._partition(partitions, key, requested)
+            if i in injected:
+                code = injected[i]
+                offsets.append({"partition": partition, "offset": -1, "error_code": code,
+                                "error": f"injected failure (code {code})"})
+                continue
+            if partition is None:
+                offsets.append({"partition": requested, "offset": -1, "error_code": 3,
+                                "error": f"Invalid partition given with record: {requested} is not in the "
+                                         f"range [0...{partitions})."})
                 continue
             if self._producer is not None:
-                offsets.append(self._forward(topic, partition, key, value))
+                # Without an explicit partition librdkafka's murmur2_random places the key (an independent
+                # implementation of the Java hash); the double's own choice is only used otherwise.
+                offsets.append(self._forward(topic, requested, key, value))
                 if offsets[-1].get("error_code"):
                     continue
                 offset = offsets[-1]["offset"]
@@ -211,7 +252,7 @@ class HttpProxyDouble:
                     self.decode_errors.append((topic, offset, error))
         return 200, {"offsets": offsets, "key_schema_id": None, "value_schema_id": None}
 
-    def _forward(self, topic: str, partition: int, key: bytes | None, value: bytes | None) -> dict[str, Any]:
+    def _forward(self, topic: str, partition: int | None, key: bytes | None, value: bytes | None) -> dict[str, Any]:
         result: dict[str, Any] = {}
 
         def done(err: Any, msg: Any) -> None:
@@ -221,7 +262,8 @@ class HttpProxyDouble:
                 result.update(partition=partition, offset=-1, error_code=err.code(), error=err.str())
 
         assert self._producer is not None
-        self._producer.produce(topic, value=value, key=key, on_delivery=done)
+        extra = {} if partition is None else {"partition": partition}
+        self._producer.produce(topic, value=value, key=key, on_delivery=done, **extra)
         self._producer.flush(30)
         return result or {"partition": partition, "offset": -1, "error_code": 7, "error": "not delivered"}
 
@@ -276,7 +318,7 @@ class HttpProxyDouble:
 
             def do_GET(self) -> None:  # noqa: N802
                 if self.path.split("?")[0] == "/topics":
-                    self._reply(200, sorted(double.topics))
+                    self._reply(200, sorted(double.topic_partitions()))
                 else:
                     self._reply(404, {"error_code": 40400, "message": f"no route GET {self.path}"})
 
@@ -294,16 +336,14 @@ class HttpProxyDouble:
                     self._reply(415, {"error_code": 415, "message": f"HTTP 415 Unsupported Media Type: "
                                       f"{content_type or '(none)'}; this proxy accepts {BINARY_V2}"})
                     return
-                if topic not in double.topics:
-                    self._reply(404, {"error_code": 40401, "message": f"Topic {topic} not found"})
-                    return
                 try:
                     body = json.loads(raw)
-                    records = body["records"]
-                    if not isinstance(records, list):
-                        raise TypeError("records is not a list")
-                except (ValueError, KeyError, TypeError) as exc:
-                    self._reply(422, {"error_code": 42201, "message": f"malformed body: {exc}"})
+                except ValueError as exc:
+                    self._reply(400, {"error_code": 400, "message": f"malformed JSON: {exc}"})
+                    return
+                records = body.get("records") if isinstance(body, dict) else None
+                if not isinstance(records, list):
+                    self._reply(422, {"error_code": 422, "message": "records: expected a list"})
                     return
                 status, reply = double.produce(topic, records)
                 self._reply(status, reply, len(records))

@@ -125,12 +125,31 @@ def test_rate_limits_chunks():
     assert code == 0 and run.sent > 0
 
 
-def test_unreachable_registry_via_main_is_exit_1_one_line():
-    code, _, err = run_main(["--customers", "2", "--days", "1", "--no-progress"])
-    assert code == 1
-    lines = [line for line in err.splitlines() if line.startswith("seed: error")]
-    assert len(lines) == 1 and "schema registry http://127.0.0.1:9" in lines[0]
-    assert "Traceback" not in err
+def test_unreachable_proxy_via_main_is_exit_1_and_the_only_line():
+    code, _, err = run_main(["--customers", "2", "--days", "1"])
+    assert code == 1 and "Traceback" not in err
+    assert err.count("\n") == 1 and err.startswith("seed: error: ")
+    assert "HTTP proxy http://127.0.0.1:9 (REST_PROXY_URL)" in err and "cannot connect" in err
+
+
+def test_failure_after_acknowledged_events_keeps_the_summary_then_the_error():
+    publisher = FakePublisher(fail_on_call=2)
+    _, code, err = _run(SeedSettings(customers=40, days=10), publisher)
+    lines = err.strip().splitlines()
+    assert code == 1 and len(lines) == 2
+    assert lines[0].startswith("seed: stopped") and lines[1].startswith("seed: error: ")
+
+
+class RefusingPublisher(FakePublisher):
+    def publish(self, topic, records):
+        raise PublishError("HTTP proxy http://p (REST_PROXY_URL)", topic.name, "cannot connect (refused)")
+
+
+def test_failure_before_any_ack_is_only_the_error_line():
+    publisher = RefusingPublisher()
+    run, code, err = _run(SeedSettings(customers=40, days=10), publisher)
+    assert code == 1 and run.sent == 0 and publisher.closed
+    assert err.count("\n") == 1 and err.startswith("seed: error: publish to dom.customer.profile.upsert.v1")
 
 
 class FakeClock:

@@ -8,6 +8,7 @@ import pytest
 import requests
 
 from schemas import serde, topics
+from schemas.partitioning import LIBRDKAFKA_PARTITIONER, partition_for_key
 from seed import events
 from seed.publish import (
     BINARY_V2,
@@ -38,11 +39,26 @@ def ok_reply(n: int, errors: dict[int, int] | None = None) -> dict:
 
 class FakeSession:
     """Answers each POST with the next scripted reply: an int status, a dict body (200), an exception,
-    or a callable(records) -> Response."""
+    or a callable(records) -> Response. GET /topics answers ``topics`` (every source topic by default)
+    or the next of ``get_script`` (same kinds of steps)."""
 
-    def __init__(self, script):
+    def __init__(self, script, topics_listed=None, get_script=()):
         self.script = list(script)
         self.calls: list[dict] = []
+        self.gets: list[str] = []
+        self.topics = [t.name for t in topics.SOURCE_TOPICS] if topics_listed is None else topics_listed
+        self.get_script = list(get_script)
+
+    def get(self, url, headers, timeout):
+        self.gets.append(url)
+        step = self.get_script.pop(0) if self.get_script else None
+        if step is None:
+            return _response(200, self.topics)
+        if isinstance(step, BaseException):
+            raise step
+        if isinstance(step, int):
+            return _response(step, {"error_code": step * 100, "message": "scripted"})
+        return _response(200, step)
 
     def post(self, url, data, headers, timeout):
         body = json.loads(data)
@@ -74,8 +90,8 @@ def _records(n: int, seed: int = 1):
     return [(p["customer_id"], p) for p in profiles]
 
 
-def _publisher(settings, script, sleeps=None):
-    session = FakeSession(script)
+def _publisher(settings, script, sleeps=None, **session_kw):
+    session = FakeSession(script, **session_kw)
     sleeps = [] if sleeps is None else sleeps
     return RestPublisher(settings, session=session, sleep=sleeps.append), session
 
@@ -98,6 +114,71 @@ def test_posts_binary_batches_of_framed_avro(settings):
         decoded = decoder.deserialize(raw)
         assert decoded["customer_id"] == key and serde.to_millis(decoded["updated_at"]) == value["updated_at"]
     assert pub.stats.acknowledged == 7 and pub.stats.retries == 0
+
+
+def test_every_record_names_its_murmur2_partition_and_the_topic_list_is_asked_once(settings):
+    pub, session = _publisher(settings, [])
+    recs = _records(40, seed=7)
+    assert pub.publish(topics.CUSTOMER_PROFILE, recs[:20]) == 20
+    assert pub.publish(topics.CUSTOMER_PROFILE, recs[20:]) == 20
+    sent = [r for c in session.calls for r in c["records"]]
+    n = topics.CUSTOMER_PROFILE.partitions
+    assert [r["partition"] for r in sent] == [partition_for_key(k, n) for k, _ in recs]
+    assert len({r["partition"] for r in sent}) == n  # 40 keys spread over every partition
+    assert session.gets == ["http://proxy.test:8082/topics"]  # cached per topic
+
+
+def test_missing_topic_is_one_line_before_anything_is_registered(settings):
+    pub, session = _publisher(settings, [], topics_listed=[topics.ORDER_PLACED.name])
+    with pytest.raises(PublishError) as err:
+        pub.publish(topics.CUSTOMER_PROFILE, _records(3))
+    msg = str(err.value)
+    assert "topic dom.customer.profile.upsert.v1 does not exist" in msg and "REST_PROXY_URL" in msg
+    assert "\n" not in msg and session.calls == []
+    assert pub._serializers._client.get_subjects() == []  # no schema registered for the missing topic
+    # Not cached as missing: once the topic is there, the next publish goes through.
+    session.topics.append(topics.CUSTOMER_PROFILE.name)
+    assert pub.publish(topics.CUSTOMER_PROFILE, _records(2)) == 2
+    assert pub._serializers._client.get_subjects() == [topics.CUSTOMER_PROFILE.subject]
+
+
+def test_topic_list_failures_retried_then_named(settings):
+    pub, session = _publisher(settings, [], get_script=[503, requests.ConnectionError("refused")])
+    assert pub.publish(topics.CUSTOMER_PROFILE, _records(1)) == 1
+    assert len(session.gets) == 3 and pub.stats.retries == 2
+    pub, session = _publisher(settings, [], get_script=[404])
+    with pytest.raises(PublishError) as err:
+        pub.publish(topics.CUSTOMER_PROFILE, _records(1))
+    assert "GET /topics answered HTTP 404" in str(err.value) and "is this the HTTP Proxy?" in str(err.value)
+    assert "http://proxy.test:8082 (REST_PROXY_URL)" in str(err.value) and session.calls == []
+
+
+def test_per_record_error_carries_the_proxy_text(settings):
+    text = "Topic dom.customer.profile.upsert.v1 not present in metadata after 60000 ms."
+    reply = {"offsets": [{"partition": None, "offset": None, "error_code": 50003, "error": text}] * 2}
+    pub, session = _publisher(settings, [reply])
+    with pytest.raises(PublishError) as err:
+        pub.publish(topics.CUSTOMER_PROFILE, _records(2))
+    msg = str(err.value)
+    assert f"record 0 rejected with error_code 50003: {text}" in msg and "ERR_50003?" not in msg
+    assert len(session.calls) == 1  # not retried: a missing topic does not come back by waiting
+
+
+def test_retriable_record_error_text_is_kept_when_retries_run_out(settings):
+    bad = {"offsets": [{"partition": 1, "offset": -1, "error_code": 6, "error": "leader moved to 2"}]}
+    pub, _ = _publisher(settings, [bad, bad, bad])
+    with pytest.raises(PublishError, match="error_code 6 NOT_LEADER_FOR_PARTITION: leader moved to 2; gave up"):
+        pub.publish(topics.CUSTOMER_PROFILE, _records(1))
+
+
+def test_timeout_on_a_topic_deleted_meanwhile_names_the_topic(settings):
+    # The proxy blocks for max.block.ms on a topic it has no metadata for: our request times out first.
+    pub, session = _publisher(settings, [None, requests.ReadTimeout("slow")])
+    assert pub.publish(topics.CUSTOMER_PROFILE, _records(1)) == 1
+    session.topics.remove(topics.CUSTOMER_PROFILE.name)
+    with pytest.raises(PublishError, match="topic dom.customer.profile.upsert.v1 does not exist"):
+        pub.publish(topics.CUSTOMER_PROFILE, _records(1))
+    assert len(session.calls) == 2 and len(session.gets) == 2  # one POST timed out, no blind retries
 
 
 def test_empty_publish_sends_nothing(settings):
@@ -148,6 +229,7 @@ def test_permanent_record_error_counts_what_was_acknowledged(settings):
 
 @pytest.mark.parametrize("status,body,expected", [
     (404, {"error_code": 40401, "message": "Topic not found"}, "does not exist"),
+    (400, {"error_code": 400, "message": "Illegal base64 character"}, "HTTP 400, error_code 400: Illegal base64"),
     (415, {"error_code": 415, "message": "Unsupported Media Type"}, "HTTP 415"),
     (400, {"error_code": 400, "message": "bad"}, "HTTP 400"),
 ])
@@ -195,6 +277,7 @@ def test_make_publisher_picks_the_transport(mock_registry_url):
         assert isinstance(rest, RestPublisher) and isinstance(kafka, KafkaPublisher)
         assert kafka.producer_conf["enable.idempotence"] is True and kafka.producer_conf["acks"] == "all"
         assert kafka.producer_conf["bootstrap.servers"] == "127.0.0.1:1"
+        assert kafka.producer_conf["partitioner"] == LIBRDKAFKA_PARTITIONER == "murmur2_random"
     finally:
         rest.close()
         kafka.close()
