@@ -124,6 +124,9 @@ class KsqlClient:
         self._clock = clock
         self._lock = threading.Lock()
         self._sequence: int | None = None
+        # Commands still non-final when we stopped following them (statement + properties -> command
+        # id): asking again for the same statement follows that command instead of issuing it twice.
+        self._pending: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[str, Any]] = {}
 
     # -- plumbing --------------------------------------------------------------------------------------
     @property
@@ -173,8 +176,29 @@ class KsqlClient:
         return entities
 
     # -- API -------------------------------------------------------------------------------------------
+    def ready(self) -> Health:
+        """Whether ksqlDB answers requests: GET /info (never raises).
+
+        Not /healthcheck: that one reports 503 (``commandRunner`` unhealthy) for as long as the command
+        runner executes a long command (a CREATE OR REPLACE took ~38 s on 0.29), while /ksql and
+        /status keep answering - exactly when the operator should wait for its command, not back off."""
+        try:
+            resp = self._request("GET", "/info")
+        except Unavailable as exc:
+            return Health(False, str(exc))
+        body = _json(resp)
+        info = body.get("KsqlServerInfo") if isinstance(body, dict) else None
+        if resp.status_code != 200 or not isinstance(info, dict):
+            code = body.get("error_code") if isinstance(body, dict) else None
+            return Health(False, f"ksqlDB at {self.base_url} answered /info with {resp.status_code}"
+                                 f"{f' ({code})' if code else ''}: {resp.text[:200]!r}")
+        status = str(info.get("serverStatus") or "RUNNING")
+        if status != "RUNNING":
+            return Health(False, f"ksqlDB at {self.base_url} is {status}")
+        return Health(True, f"ksqlDB {info.get('version', '?')} {status}")
+
     def health(self) -> Health:
-        """GET /healthcheck; unreachable counts as unhealthy (never raises)."""
+        """GET /healthcheck (diagnostics only: see :meth:`ready`); unreachable counts as unhealthy."""
         try:
             resp = self._request("GET", "/healthcheck")
         except Unavailable as exc:
@@ -192,31 +216,58 @@ class KsqlClient:
         body = _json(resp)
         return body.get("KsqlServerInfo", {}) if isinstance(body, dict) else {}
 
+    def explain(self, statement: str, properties: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """``EXPLAIN <statement>``: ksqlDB runs a CREATE ... AS SELECT in a sandbox and answers with a
+        ``queryDescription``, or with the error the statement itself would get; nothing changes on the
+        server (ksqlDB's ExplainExecutor). Returns the query description; raises StatementFailed."""
+        entities = self.post_ksql("EXPLAIN " + statement, properties)
+        entity = entities[0] if len(entities) == 1 and isinstance(entities[0], dict) else {}
+        if entity.get("@type") != "queryDescription":
+            raise StatementFailed(f"EXPLAIN answered {str(entities)[:200]}", None, statement)
+        description = entity.get("queryDescription")
+        return description if isinstance(description, dict) else {}
+
     def execute(self, statement: str, properties: Mapping[str, str] | None = None) -> Outcome:
-        """Run ONE statement (terminated by ';') and follow its command to a final status."""
-        entities = self.post_ksql(statement, properties)
-        if len(entities) != 1 or not isinstance(entities[0], dict):
-            raise StatementFailed(f"expected one result entity, got {len(entities)}", None, statement)
-        entity = entities[0]
-        kind = entity.get("@type")
-        if kind == "warning_entity":
-            return Outcome("WARNING", str(entity.get("message", "")))
-        if kind != "currentStatus":
-            # SHOW/DESCRIBE-like entities: nothing to follow.
-            return Outcome("SUCCESS", str(entity.get("message", kind)))
-        command_id = str(entity.get("commandId", ""))
-        status = entity.get("commandStatus") or {}
-        sequence = entity.get("commandSequenceNumber")
+        """Run ONE statement (terminated by ';') and follow its command to a final status.
+
+        A command still QUEUED/EXECUTING after ``command_timeout`` raises Unavailable; executing the
+        same statement again later follows that command at /status instead of sending it again."""
+        key = (statement, tuple(sorted((properties or {}).items())))
+        command_id, sequence = self._pending.get(key, (None, None))
+        status: dict[str, Any] = {}
+        if command_id is not None:
+            try:
+                status = self.command_status(command_id)
+            except RequestRejected:  # unknown to this server (restarted): send the statement again
+                command_id = None
+                self._pending.pop(key, None)
+        if command_id is None:
+            entities = self.post_ksql(statement, properties)
+            if len(entities) != 1 or not isinstance(entities[0], dict):
+                raise StatementFailed(f"expected one result entity, got {len(entities)}", None, statement)
+            entity = entities[0]
+            kind = entity.get("@type")
+            if kind == "warning_entity":
+                return Outcome("WARNING", str(entity.get("message", "")))
+            if kind != "currentStatus":
+                # SHOW/DESCRIBE-like entities: nothing to follow.
+                return Outcome("SUCCESS", str(entity.get("message", kind)))
+            command_id = str(entity.get("commandId", ""))
+            status = entity.get("commandStatus") or {}
+            sequence = entity.get("commandSequenceNumber")
         deadline = self._clock() + self.command_timeout
         pause = 0.1
         while status.get("status") not in FINAL_STATUSES:
             if self._clock() >= deadline:
+                self._pending[key] = (command_id, sequence)
                 raise Unavailable(
                     f"command {command_id} still {status.get('status')} after {self.command_timeout:.0f}s"
+                    " (ksqlDB's command runner is busy; following it again on the next attempt)"
                 )
             self._sleep(pause)
             pause = min(pause * 2, 2.0)
             status = self.command_status(command_id)
+        self._pending.pop(key, None)
         if status.get("status") in FAILED_STATUSES:
             raise StatementFailed(f"command {status.get('status')}: {status.get('message', '')}", None, statement)
         return Outcome("SUCCESS", str(status.get("message", "")), command_id,

@@ -236,6 +236,47 @@ def plan(
     return Plan(steps, unchanged, adopted, removed, notes)
 
 
+@dataclass(frozen=True)
+class Proof:
+    """One statement to prove acceptable (``EXPLAIN``) before the plan's first TERMINATE/DROP."""
+
+    step: Step
+    sql: str | None  # what to EXPLAIN; None: ksqlDB cannot prove this statement in advance
+    why_not: str = ""
+
+
+def proofs(plan_: Plan, live: Catalog, records: Mapping[str, Record]) -> list[Proof]:
+    """What must be proven before anything is torn down: every statement the plan builds once it
+    has dropped something (a rejected CREATE after a DROP would leave the object, and everything
+    built on it, missing). Empty when the plan terminates and drops nothing.
+
+    EXPLAIN runs only queries (``AS SELECT``), against the live server: a statement reading an object
+    this plan creates cannot be proven, and neither can one edited together with an object it reads
+    (the sandbox knows only the old definition of what it reads: it could refuse a column the edit
+    adds). A statement recreated only because what it reads is recreated is proven against the live
+    definition of what it reads."""
+    if not any(s.action in {"terminate", "drop"} for s in plan_.steps):
+        return []
+    builds = [s for s in plan_.steps if s.builds and s.source is not None]
+    changing = {s.name for s in builds if s.source is not None and (
+        not live.has(s.name) or (rec := records.get(s.name)) is None or rec.digest != short(s.source.digest))}
+    out: list[Proof] = []
+    for step in builds:
+        src = step.source
+        assert src is not None
+        missing = next((r for r in src.reads if not live.has(r)), None)
+        edited_with = next((r for r in src.reads if r in changing), None) if step.name in changing else None
+        if not src.query:
+            out.append(Proof(step, None, "not a query (EXPLAIN runs only AS SELECT)"))
+        elif missing:
+            out.append(Proof(step, None, f"reads {missing}, which is not on the server yet"))
+        elif edited_with:
+            out.append(Proof(step, None, f"edited together with {edited_with}, which it reads"))
+        else:
+            out.append(Proof(step, src.probe_sql()))
+    return out
+
+
 def describe(plan_: Plan, *, with_sql: bool = True) -> str:
     """Human-readable plan (the CLI's output)."""
     lines: list[str] = []

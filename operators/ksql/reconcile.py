@@ -162,9 +162,16 @@ def _subject_check(steps: list[Step], rt: Runtime) -> str | None:
     return None
 
 
-def _fail_message(cm: ConfigMapView, step: Step, exc: KsqlError) -> str:
+STATEMENT_EXCERPT = 200
+
+
+def _fail_message(cm: ConfigMapView, step: Step, exc: KsqlError, *, proving: bool = False) -> str:
     src = step.source
     where = f"{src.file} statement {src.number} (line {src.line}, {src.name})" if src else step.name
+    if proving and src is not None:
+        text = src.normalized if len(src.normalized) <= STATEMENT_EXCERPT else src.normalized[:STATEMENT_EXCERPT] + "..."
+        return (f"ConfigMap {cm.ref}: {where}: ksqlDB rejects the statement (EXPLAIN, before any TERMINATE/DROP; "
+                f"nothing was changed): {exc} -- statement: {text}")
     verb = {"terminate": "TERMINATE", "drop": "DROP"}.get(step.action, step.action)
     return f"ConfigMap {cm.ref}: {where}: {verb} failed: {exc}"
 
@@ -199,9 +206,9 @@ def apply(cm: ConfigMapView, rt: Runtime, *, retry: int = 0, reason: str = "chan
         _state_annotations(topology, records, str(exc), False, result)
         return Retry(message, result, delay)
 
-    health = rt.client.health()
-    if not health.healthy:
-        raise unavailable(Unavailable(health.detail), "ksqlDB not ready")
+    ready = rt.client.ready()  # /info: answers while the command runner is busy (unlike /healthcheck)
+    if not ready.healthy:
+        raise unavailable(Unavailable(ready.detail), "ksqlDB not ready")
 
     records = dict(records)
     force: set[str] = set()
@@ -242,6 +249,32 @@ def apply(cm: ConfigMapView, rt: Runtime, *, retry: int = 0, reason: str = "chan
                 raise Retry(message, result, delay)
         for name in plan.removed:
             records.pop(name, None)
+
+        # Prove before destroying: every statement this round would build after a TERMINATE/DROP goes
+        # through ksqlDB's EXPLAIN first; one refusal stops the round before anything changed.
+        unproven: list[str] = []
+        for proof in planner.proofs(plan, live, records):
+            if proof.sql is None:
+                unproven.append(f"{proof.step.name} ({proof.why_not})")
+                continue
+            try:
+                rt.client.explain(proof.sql, proof.step.properties)
+            except Unavailable as exc:
+                raise unavailable(exc, f"EXPLAIN {proof.step.name}") from None
+            except StatementFailed as exc:
+                message = _fail_message(cm, proof.step, exc, proving=True)
+                _mark_failed(records, proof.step)
+                result.event("Warning", "StatementFailed", message)
+                result.executed = executed
+                _state_annotations(topology, records, message, False, result)
+                raise Fail(message, result) from None
+            except RequestRejected as exc:
+                message = f"ConfigMap {cm.ref}: ksqlDB rejected the EXPLAIN request for {proof.step.name}: {exc}"
+                result.event("Warning", "KsqlRejected", message)
+                _state_annotations(topology, records, message, False, result)
+                raise Fail(message, result) from None
+        if unproven:
+            result.event("Normal", "Note", "recreated without an EXPLAIN proof: " + "; ".join(unproven))
 
         fallback = None
         for n, step in enumerate(plan.steps):

@@ -202,6 +202,27 @@ class Source:
             raise ValueError(f"cannot rewrite {self.ref} as CREATE OR REPLACE")
         return f"CREATE OR REPLACE {self.kind} " + self.text[head.end() :].lstrip() + ";"
 
+    @property
+    def probe_name(self) -> str:
+        """A name no declared object has, for proving the statement without touching the real one."""
+        return f"{self.name}_EXPLAIN_{self.digest[:8].upper()}"
+
+    def probe_sql(self) -> str:
+        """The statement as a plain ``CREATE <kind> <probe_name> ...`` (rest verbatim), for ``EXPLAIN``.
+
+        ksqlDB's EXPLAIN executes the statement in a sandbox copy of the engine (ExplainExecutor in
+        confluentinc/ksql: ``executionContext.createSandbox(...).execute(...)``, refusing what runs no
+        query). Under the object's own name the sandbox would answer for the name, not the statement:
+        plain CREATE -> "already exists"; IF NOT EXISTS -> no query runs, refused; OR REPLACE -> the
+        upgrade rules, which refuse every aggregation or join even when the statement is fine. So the
+        probe creates a fresh name; KAFKA_TOPIC, if given, stays, and the sandbox's Kafka client only
+        pretends to create topics."""
+        head = _HEAD.match(self.text)
+        name = _NAME.match(self.text, head.end()) if head else None
+        if name is None:  # pragma: no cover - parse() refuses statements whose head does not match
+            raise ValueError(f"cannot rewrite {self.ref} under a probe name")
+        return f"CREATE {self.kind} {quote_name(self.probe_name)}" + self.text[name.end():] + ";"
+
 
 # CREATE [OR REPLACE] [SOURCE] STREAM|TABLE [IF NOT EXISTS]: parse() refuses comments between these
 # words, so replace_sql() can rewrite the head textually and keep the rest of the statement verbatim.
@@ -209,6 +230,9 @@ _HEAD = re.compile(
     r"\s*CREATE\s+(?:OR\s+REPLACE\s+)?(?:SOURCE\s+)?(?:STREAM|TABLE)\s+(?:IF\s+NOT\s+EXISTS\s+)?",
     re.IGNORECASE,
 )
+
+
+_NAME = re.compile(r"`(?:[^`]|``)*`|\"(?:[^\"]|\"\")*\"|[A-Za-z_0-9$.@]+")
 
 
 @dataclass(frozen=True)

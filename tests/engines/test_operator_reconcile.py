@@ -154,6 +154,12 @@ def test_aggregation_change_recreates_it_and_its_dependants_with_backfill(ksqldb
     before = len(ksqldb.ksql_requests())
     result = cm.apply(rt)
     sent = statements_sent(ksqldb, before)
+    # both statements are proven (EXPLAIN, under probe names) before the first TERMINATE
+    explained = [s for s in sent if s.startswith("EXPLAIN")]
+    assert sent[:2] == explained and len(explained) == 2
+    assert "T_ORDER_SUMMARY_EXPLAIN_" in explained[0] and "T_CUSTOMER_CONSOLIDATED_EXPLAIN_" in explained[1]
+    assert not any("_EXPLAIN_" in name for name in ksqldb.sources), "a proof creates nothing"
+    sent = sent[2:]
     heads = [" ".join(s.split()[:3]) for s in sent]
     assert heads == [
         f"TERMINATE {old_ids['T_CUSTOMER_CONSOLIDATED']};", "DROP TABLE IF",
@@ -185,7 +191,8 @@ def test_refused_in_place_upgrade_falls_back_to_recreate(ksqldb):
     cm.apply(rt)
     sent = statements_sent(ksqldb, before)
     assert sent[0].startswith("CREATE OR REPLACE STREAM PICK"), "in place first"
-    assert [s.split()[0] for s in sent[1:]] == ["TERMINATE", "DROP", "TERMINATE", "DROP", "CREATE", "CREATE"]
+    assert [s.split()[0] for s in sent[1:]] == ["EXPLAIN", "EXPLAIN", "TERMINATE", "DROP", "TERMINATE", "DROP",
+                                                 "CREATE", "CREATE"]
     assert ksqldb.sources["PICK"].create.columns == ["customer_id", "W"]
     assert cm.outcomes() == {"SRC": "unchanged", "PICK": "recreated", "DOWN": "recreated"}
 
@@ -298,6 +305,15 @@ def test_drift_missing_objects_are_detected_and_repaired(ksqldb):
     sent = statements_sent(ksqldb, before)
     # the terminated query's stream is dropped and re-created; the dropped tables are created again.
     # S_SEGMENT_SOURCE only reads the consolidated topic, so ksqlDB did not drop it and it stays.
+    # Before the DROP, what can be proven is (EXPLAIN); the consolidated table reads T_ORDER_RECENCY,
+    # which is not on the server yet, so it cannot be, and a Note says so.
+    explained = [s for s in sent if s.startswith("EXPLAIN")]
+    assert sent[:len(explained)] == explained
+    assert explained[0].startswith("EXPLAIN CREATE STREAM S_CUSTOMER_ORDER_ENRICHED_EXPLAIN_")
+    notes = [e.message for e in result.events if e.reason == "Note"]
+    assert any("without an EXPLAIN proof" in n and "T_CUSTOMER_CONSOLIDATED (reads T_ORDER_RECENCY" in n
+               for n in notes), notes
+    sent = sent[len(explained):]
     assert [" ".join(s.split()[:2]) for s in sent] == ["DROP STREAM", "CREATE STREAM", "CREATE TABLE", "CREATE TABLE"]
     assert "S_CUSTOMER_ORDER_ENRICHED" in sent[0] and "T_ORDER_RECENCY" in sent[2] and "T_CUSTOMER_CONSOLIDATED" in sent[3]
     assert sorted(ksqldb.sources) == sorted(NAMES) and sorted(q.sink for q in ksqldb.queries.values()) == sorted(QUERIES)

@@ -44,6 +44,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 import urllib.parse
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -175,6 +176,7 @@ class Create:
     projection: str  # canonical text of the SELECT list
     where_columns: set[str] = field(default_factory=set)  # column names the WHERE clause references
     selected_columns: set[str] = field(default_factory=set)  # column names the SELECT list references
+    functions: list[str] = field(default_factory=list)  # function names called in the SELECT list, in order
 
 
 def parse_create(toks: list[Tok]) -> Create:
@@ -222,6 +224,7 @@ def parse_create(toks: list[Tok]) -> Create:
     projection = ""
     where_columns: set[str] = set()
     selected_columns: set[str] = set()
+    functions: list[str] = []
     if i < len(toks) and toks[i].up == "AS":
         query = True
         body = toks[i + 1:]
@@ -241,6 +244,8 @@ def parse_create(toks: list[Tok]) -> Create:
             windowed = windowed or u == "WINDOW"
             grouped = grouped or (u == "GROUP" and k + 1 < len(ups) and ups[k + 1] == "BY")
         selected_columns = _column_refs(select_list)
+        functions = [t.up for k, t in enumerate(select_list)
+                     if t.kind == "word" and k + 1 < len(select_list) and select_list[k + 1].text == "("]
         if "WHERE" in ups:
             w = ups.index("WHERE")
             end = next((k for k in range(w + 1, len(ups)) if ups[k] in _CLAUSE_END), len(ups))
@@ -254,9 +259,11 @@ def parse_create(toks: list[Tok]) -> Create:
     elif i < len(toks):
         raise KsqlStatementError(f"line 1:1: extraneous input '{toks[i].text}'")
     return Create(kind, name, or_replace, if_not_exists, source, columns, keys, props, query, sources, joins,
-                  grouped, windowed, projection, where_columns, selected_columns)
+                  grouped, windowed, projection, where_columns, selected_columns, functions)
 
 
+# Aggregate functions without an undo (not TableAggregationFunction): refused on a table source.
+STREAM_ONLY_AGGREGATES = frozenset({"MIN", "MAX", "LATEST_BY_OFFSET", "EARLIEST_BY_OFFSET", "TOPK", "TOPKDISTINCT"})
 _CLAUSE_END = frozenset({"GROUP", "EMIT", "PARTITION", "WINDOW", "HAVING"})
 _NOT_COLUMNS = frozenset({"AND", "OR", "NOT", "IS", "NULL", "IN", "LIKE", "BETWEEN", "TRUE", "FALSE", "CASE", "WHEN",
                 "THEN", "ELSE", "END", "AS", "CAST", "DISTINCT"})
@@ -313,10 +320,13 @@ class Command:
     query_id: str | None
     apply: Any  # callable applying the change, or None once applied
     polls_left: int
+    ready_at: float | None = None  # busy command runner: applied once the clock passes this (monotonic)
 
     @property
     def status(self) -> str:
-        return "SUCCESS" if self.apply is None else "QUEUED"
+        if self.apply is None:
+            return "SUCCESS"
+        return "EXECUTING" if self.ready_at is not None else "QUEUED"
 
 
 class KsqlDbDouble:
@@ -336,6 +346,9 @@ class KsqlDbDouble:
         self.fail_next: list[int | None] = []  # per /ksql request: an HTTP status to fail with, or None
         self.queue_next = 0
         self.polls_to_finish = 2
+        self.command_seconds = 0.0  # > 0: every command stays EXECUTING this long (one at a time)
+        self.catchup_timeout = 5.0  # how long a request waits for the commandSequenceNumber it names
+        self._runner_free_at = 0.0
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
                                         daemon=True)
@@ -354,6 +367,20 @@ class KsqlDbDouble:
         self._server.server_close()
 
     # -- test helpers ---------------------------------------------------------------------------------
+    def occupy_runner(self, seconds: float) -> None:
+        """The command runner executes someone else's long command (a CREATE OR REPLACE took ~38 s on a
+        real 0.29) for ``seconds``: /healthcheck answers 503 with commandRunner unhealthy, /info 200, and
+        new commands queue behind it."""
+        with self.lock:
+            self._runner_free_at = max(time.monotonic(), self._runner_free_at) + seconds
+
+    @property
+    def runner_busy(self) -> bool:
+        with self.lock:
+            self._tick()
+            return time.monotonic() < self._runner_free_at or any(
+                c.apply is not None and c.ready_at is not None for c in self.commands.values())
+
     def ksql_requests(self) -> list[dict[str, Any]]:
         return [r for r in self.requests if r["path"] == "/ksql"]
 
@@ -384,9 +411,14 @@ class KsqlDbDouble:
                        apply: Any) -> dict[str, Any]:
         seq = self._next_sequence()
         queued = self.queue_next > 0
+        ready_at = None
         if queued:
             self.queue_next -= 1
-        cmd = Command(command_id, seq, message, query_id, apply if queued else None, self.polls_to_finish)
+        elif self.command_seconds > 0:  # the runner executes commands one after the other
+            queued = True
+            ready_at = max(time.monotonic(), self._runner_free_at) + self.command_seconds
+            self._runner_free_at = ready_at
+        cmd = Command(command_id, seq, message, query_id, apply if queued else None, self.polls_to_finish, ready_at)
         if not queued:
             apply()
         self.commands[command_id] = cmd
@@ -401,10 +433,34 @@ class KsqlDbDouble:
         }
 
     def _finish_up_to(self, sequence: int) -> None:
+        """Poll-counted commands (``queue_next``) up to ``sequence`` finish now; timed ones keep their time."""
         for cmd in sorted(self.commands.values(), key=lambda c: c.sequence):
-            if cmd.apply is not None and cmd.sequence <= sequence:
+            if cmd.apply is not None and cmd.ready_at is None and cmd.sequence <= sequence:
                 cmd.apply()
                 cmd.apply = None
+
+    def _tick(self) -> None:
+        """Apply the timed commands whose execution time has passed, in sequence order."""
+        now = time.monotonic()
+        for cmd in sorted(self.commands.values(), key=lambda c: c.sequence):
+            if cmd.apply is not None and cmd.ready_at is not None and cmd.ready_at <= now:
+                cmd.apply()
+                cmd.apply = None
+
+    def _wait_for_sequence(self, sequence: int) -> bool:
+        """What ksqlDB does with a request's commandSequenceNumber: wait (ksql.server.command.response
+        timeout, 5 s) until the runner has executed that command; False when it has not by then."""
+        deadline = time.monotonic() + self.catchup_timeout
+        while True:
+            with self.lock:
+                self._tick()
+                behind = any(c.apply is not None and c.ready_at is not None and c.sequence <= sequence
+                             for c in self.commands.values())
+            if not behind:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
 
     def run_statement(self, text: str, toks: list[Tok], props: dict[str, Any]) -> dict[str, Any] | None:
         head = toks[0].up
@@ -427,6 +483,8 @@ class KsqlDbDouble:
             return self._describe(text, toks)
         if head == "CREATE":
             return self._create(text, toks, props)
+        if head == "EXPLAIN":
+            return self._explain(text, toks, props)
         if head == "DROP":
             return self._drop(text, toks)
         if head == "TERMINATE":
@@ -501,7 +559,9 @@ class KsqlDbDouble:
                 f"{', '.join(new.key_columns + new.columns)}. (The following columns are changed, missing "
                 "or reordered: ...)")
 
-    def _create(self, text: str, toks: list[Tok], props: dict[str, Any]) -> dict[str, Any]:
+    def _check_create(self, text: str, toks: list[Tok]) -> tuple[Create, DataSource | None, str] | dict[str, Any]:
+        """Every check a CREATE passes through before it changes anything: the warning entity of an
+        IF NOT EXISTS on an existing name, or (statement, the source it replaces, its topic)."""
         c = parse_create(toks)
         if c.or_replace and c.source:
             raise KsqlStatementError(f"Cannot add {c.kind.lower()} '{c.name}': CREATE OR REPLACE is not supported "
@@ -520,6 +580,7 @@ class KsqlDbDouble:
                 raise KsqlStatementError(f"Cannot add {kind_word} '{c.name}': A {existing.kind.lower()} with the "
                                          "same name already exists")
             self._refuse_upgrade(existing, c)
+        self._check_aggregation(c)
         if c.query:
             topic = c.props.get("KAFKA_TOPIC", c.name)
         else:
@@ -532,11 +593,31 @@ class KsqlDbDouble:
                     f"re-run the statement providing the required 'PARTITIONS' configuration in the WITH clause "
                     "(and optionally 'REPLICAS'). For example: CREATE STREAM FOO (ID STRING KEY, ...) WITH "
                     "(KAFKA_TOPIC='foo', PARTITIONS=2, ...).")
-        query_id = None
-        if c.query:
-            query_id = existing and next((q.id for q in self.writers(c.name)), None)
-            if not query_id:
-                query_id = f"{'CSAS' if c.kind == 'STREAM' else 'CTAS'}_{c.name}_{self.sequence + 1}"
+        return c, existing, topic
+
+    def _check_aggregation(self, c: Create) -> None:
+        """ksqlDB's table aggregation accepts only undoable aggregates (SchemaKGroupedTable.aggregate)."""
+        if not c.grouped or not any(self.sources.get(s) is not None and self.sources[s].kind == "TABLE"
+                                    for s in c.sources):
+            return
+        bad = list(dict.fromkeys(f for f in c.functions if f in STREAM_ONLY_AGGREGATES))
+        if bad:
+            names = bad[0] if len(bad) == 1 else ", ".join(bad[:-1]) + " and " + bad[-1]
+            raise KsqlStatementError(f"The aggregation function{'s' if len(bad) > 1 else ''} {names} cannot be "
+                                     "applied to a table source, only to a stream source.")
+
+    def _query_id(self, c: Create, existing: DataSource | None) -> str | None:
+        if not c.query:
+            return None
+        query_id = existing and next((q.id for q in self.writers(c.name)), None)
+        return query_id or f"{'CSAS' if c.kind == 'STREAM' else 'CTAS'}_{c.name}_{self.sequence + 1}"
+
+    def _create(self, text: str, toks: list[Tok], props: dict[str, Any]) -> dict[str, Any]:
+        checked = self._check_create(text, toks)
+        if isinstance(checked, dict):
+            return checked
+        c, existing, topic = checked
+        query_id = self._query_id(c, existing)
         created_from = set(c.sources)
 
         def apply() -> None:
@@ -548,7 +629,46 @@ class KsqlDbDouble:
             self.created.append(c.name)
 
         message = f"Created query with ID {query_id}" if c.query else f"{c.kind.capitalize()} created"
-        return self._status_entity(text, f"{kind_word}/`{c.name}`/create", message, query_id, apply)
+        return self._status_entity(text, f"{c.kind.lower()}/`{c.name}`/create", message, query_id, apply)
+
+    def _explain(self, text: str, toks: list[Tok], props: dict[str, Any]) -> dict[str, Any]:
+        """EXPLAIN <query id> | EXPLAIN <CREATE ... AS SELECT>: the latter runs the CREATE's checks in a
+        sandbox (ksqlDB's ExplainExecutor: executionContext.createSandbox(...).execute(...)) - the same
+        accept/reject as the CREATE, no command, no sequence number, nothing changes."""
+        inner = toks[1:]
+        if not inner:
+            raise KsqlStatementError("line 1:8: mismatched input '<EOF>'")
+        if inner[0].up != "CREATE":
+            query_id = inner[0].name if inner[0].kind == "qid" else inner[0].text
+            query = self.queries.get(query_id)
+            if query is None or len(inner) != 1:
+                raise KsqlStatementError(f"Query with id:{query_id} does not exist, use SHOW QUERIES to view the "
+                                         "full set of queries.")
+            return self._query_description(text, query.id, query.statement, self.sources[query.sink].create,
+                                            query.sources, query.sink, query.properties, query.state)
+        inner_text = text[text.upper().index("CREATE"):]
+        if not parse_create(inner).query:
+            raise KsqlStatementError("The provided statement does not run a ksql query")
+        checked = self._check_create(inner_text, inner)
+        if isinstance(checked, dict):
+            # IF NOT EXISTS on an existing name: the sandbox runs no query, ExplainExecutor refuses it
+            raise KsqlStatementError("The provided statement did not run a ksql query")
+        c, existing, _ = checked
+        query_id = self._query_id(c, existing) or ""
+        return self._query_description(text, query_id, inner_text, c, list(c.sources), c.name, props, None)
+
+    @staticmethod
+    def _query_description(text: str, query_id: str, statement: str, c: Create, sources: list[str], sink: str,
+                           props: dict[str, Any], state: str | None) -> dict[str, Any]:
+        description: dict[str, Any] = {
+            "id": query_id, "statementText": statement, "windowType": "TUMBLING" if c.windowed else None,
+            "fields": [{"name": n, "schema": {"type": "STRING"}} for n in c.key_columns + c.columns],
+            "sources": sorted(set(sources)), "sinks": [sink], "topology": "(double: no Kafka Streams topology)",
+            "executionPlan": statement, "overriddenProperties": dict(props), "ksqlHostQueryStatus": {},
+        }
+        if state is not None:
+            description["state"] = state
+        return {"@type": "queryDescription", "statementText": text, "queryDescription": description, "warnings": []}
 
     def _drop(self, text: str, toks: list[Tok]) -> dict[str, Any]:
         ups = [t.up for t in toks]
@@ -615,7 +735,13 @@ class KsqlDbDouble:
         return self._status_entity(text, f"terminate/{target}/execute", "Query terminated.", None, apply)
 
     def ksql(self, body: dict[str, Any]) -> tuple[int, Any, dict[str, str]]:
+        seq = body.get("commandSequenceNumber")
+        if isinstance(seq, int) and not self.initializing and not self._wait_for_sequence(seq):
+            return 503, {"@type": "generic_error", "error_code": 50303,
+                         "message": "Timed out while waiting for a previous command to execute. "
+                                    f"command sequence number: {seq}"}, {}
         with self.lock:
+            self._tick()
             if self.initializing:
                 return 503, {"@type": "generic_error", "error_code": 50302,
                              "message": "Failed to initialize the ksqlDB server"}, {"Retry-After": "10"}
@@ -623,7 +749,6 @@ class KsqlDbDouble:
             if status is not None:
                 return status, {"@type": "generic_error", "error_code": status * 100,
                                 "message": f"injected failure {status}"}, {}
-            seq = body.get("commandSequenceNumber")
             if isinstance(seq, int):
                 self._finish_up_to(seq)
             props = dict(body.get("streamsProperties") or {})
@@ -650,6 +775,9 @@ class KsqlDbDouble:
             if cmd is None:
                 return 404, {"@type": "generic_error", "error_code": 40400,
                              "message": f"Command {command_id} not found"}
+            self._tick()
+            if cmd.apply is not None and cmd.ready_at is not None:
+                return 200, {"status": "EXECUTING", "message": "Executing statement", "queryId": None}
             if cmd.apply is not None:
                 cmd.polls_left -= 1
                 if cmd.polls_left <= 0:
@@ -687,13 +815,15 @@ class KsqlDbDouble:
                 path = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path)
                 self._record(None)
                 if path == "/healthcheck":
-                    ok = double.healthy and not double.initializing
-                    check = {"isHealthy": ok}
-                    self._reply(200 if ok else 503, {
-                        "isHealthy": ok,
-                        "details": {"metastore": check, "kafka": {"isHealthy": double.healthy},
-                                    "commandRunner": check},
-                        "serverState": "READY" if ok else "INITIALIZING"})
+                    up = double.healthy and not double.initializing
+                    # a long command makes the command runner unhealthy (and so the whole check), while
+                    # the server keeps answering everything else, /info included
+                    runner = up and not double.runner_busy
+                    self._reply(200 if runner else 503, {
+                        "isHealthy": runner,
+                        "details": {"metastore": {"isHealthy": up}, "kafka": {"isHealthy": double.healthy},
+                                    "commandRunner": {"isHealthy": runner}},
+                        "serverState": "INITIALIZING" if double.initializing else "READY"})
                 elif path == "/info":
                     self._reply(200, {"KsqlServerInfo": {
                         "version": "0.29.0", "kafkaClusterId": "double-cluster", "ksqlServiceId": "default_",
