@@ -54,3 +54,28 @@ CREATE STREAM IF NOT EXISTS S_ACTIVATION_STATUS (
     KEY_FORMAT = 'KAFKA',
     VALUE_FORMAT = 'AVRO'
 );
+
+-- The latest profile per customer as a TABLE declared directly over the profile topic, for the
+-- order enrichment in 030-orders.sql. Why not T_CUSTOMER_PROFILE (020): that table is written by a
+-- persistent query of its own, and Kafka Streams time-aligns only the input partitions of ONE task.
+-- Joining orders against a table another query writes races that query: in a backfill from
+-- `earliest` the join can read every order before the profile query has written the profiles
+-- (observed on ksqlDB 0.29: every enriched order null). With this table the order stream and the
+-- profile topic are inputs of the same task, which processes them in record-timestamp order, so an
+-- order sees every profile published before it (same partition: producers place keys by murmur2).
+-- Same columns as S_CUSTOMER_PROFILE_SOURCE; the table keeps the latest record per key (nulls included).
+CREATE TABLE IF NOT EXISTS T_CUSTOMER_PROFILE_SOURCE (
+    `customer_id`     STRING PRIMARY KEY,
+    `email`           STRING,
+    `first_name`      STRING,
+    `last_name`       STRING,
+    `created_at`      TIMESTAMP,
+    `updated_at`      TIMESTAMP,
+    `lifecycle_stage` STRING,
+    `is_active`       BOOLEAN,
+    `phone`           STRING
+) WITH (
+    KAFKA_TOPIC = 'dom.customer.profile.upsert.v1',
+    KEY_FORMAT = 'KAFKA',
+    VALUE_FORMAT = 'AVRO'
+);

@@ -2,6 +2,9 @@
 
 SET 'auto.offset.reset' = 'earliest';
 
+-- Fewer intermediate per-key updates forwarded to the consolidated view (see 030-orders.sql).
+SET 'commit.interval.ms' = '5000';
+
 -- The latest status of every activation. Status updates of one activation share its activation_id
 -- (a failed send that is retried and delivered counts once, as delivered).
 CREATE TABLE IF NOT EXISTS T_ACTIVATION_BY_ID WITH (

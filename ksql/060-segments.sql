@@ -1,6 +1,8 @@
 -- Marketing segments (Avro on dom.segment.materialized.v1, contract schemas/avro/segment_materialized.avsc).
--- The rules live in ksql/segments.yaml; the CASE expression below is generated from it
+-- The rules live in ksql/segments.yaml; the CASE expressions below are generated from it
 -- (`make ksql-segments`) and a unit test fails when the two disagree.
+-- consolidated topic -> S_SEGMENT_SOURCE -> T_SEGMENT_INPUTS (last two values of the rule inputs per
+-- customer) -> S_SEGMENT_INPUTS -> S_SEGMENT_MATERIALIZED (rules; emits only segment changes).
 
 SET 'auto.offset.reset' = 'earliest';
 
@@ -18,11 +20,52 @@ CREATE STREAM IF NOT EXISTS S_SEGMENT_SOURCE (
     VALUE_FORMAT = 'JSON'
 );
 
--- Every change of a customer's consolidated view re-evaluates the rules. A stateless projection,
--- so CREATE OR REPLACE upgrades it in place when the rules change (no reprocessing).
+-- The segment rules' inputs per customer: the latest value and the last two values (oldest first)
+-- of each, one row per change of the consolidated view. Independent of the rules, so a rules change
+-- never touches this stateful query. Record cache off: every input row must reach
+-- S_SEGMENT_MATERIALIZED, which compares a row with the one before it; a cache would fold rows
+-- and the comparison could miss a change (A -> B -> B' folded to [B, B'] hides A -> B).
+SET 'cache.max.bytes.buffering' = '0';
+
+CREATE TABLE IF NOT EXISTS T_SEGMENT_INPUTS WITH (
+    KEY_FORMAT = 'KAFKA',
+    VALUE_FORMAT = 'JSON'
+) AS SELECT
+    `customer_key`,
+    LATEST_BY_OFFSET(`customer_id`)               AS `customer_id`,
+    LATEST_BY_OFFSET(`lifecycle_stage`, false)    AS `lifecycle_stage`,
+    LATEST_BY_OFFSET(`lifetime_value`, false)     AS `lifetime_value`,
+    LATEST_BY_OFFSET(`order_count`, false)        AS `order_count`,
+    LATEST_BY_OFFSET(`lifecycle_stage`, 2, false) AS `lifecycle_stage_history`,
+    LATEST_BY_OFFSET(`lifetime_value`, 2, false)  AS `lifetime_value_history`,
+    LATEST_BY_OFFSET(`order_count`, 2, false)     AS `order_count_history`
+FROM S_SEGMENT_SOURCE
+GROUP BY `customer_key`
+EMIT CHANGES;
+
+-- The same rows as a stream (ksqlDB derives streams from topics, not from tables).
+CREATE STREAM IF NOT EXISTS S_SEGMENT_INPUTS (
+    `customer_key`            STRING KEY,
+    `customer_id`             STRING,
+    `lifecycle_stage`         STRING,
+    `lifetime_value`          DOUBLE,
+    `order_count`             BIGINT,
+    `lifecycle_stage_history` ARRAY<STRING>,
+    `lifetime_value_history`  ARRAY<DOUBLE>,
+    `order_count_history`     ARRAY<BIGINT>
+) WITH (
+    KAFKA_TOPIC = 'T_SEGMENT_INPUTS',
+    KEY_FORMAT = 'KAFKA',
+    VALUE_FORMAT = 'JSON'
+);
+
+-- A segment record only when a customer's segment changes: the rules are evaluated on the current
+-- inputs and on the previous ones (history[1]; arrays are 1-based) and the row passes when the two
+-- segments differ, or when it is the customer's first. A stateless projection and filter, so
+-- CREATE OR REPLACE upgrades it in place when the rules change (no reprocessing; customers are
+-- re-evaluated at their next change, see ksql/README.md).
 -- Value columns in the order and with the names of the Avro contract; ksqlDB writes them nullable,
--- as the contract says. The key (customer_id) is also copied into the value (customer_id column of
--- the source stream).
+-- as the contract says. The key (customer_id) is also copied into the value.
 CREATE OR REPLACE STREAM S_SEGMENT_MATERIALIZED WITH (
     KAFKA_TOPIC = 'dom.segment.materialized.v1',
     KEY_FORMAT = 'KAFKA',
@@ -45,5 +88,28 @@ CREATE OR REPLACE STREAM S_SEGMENT_MATERIALIZED WITH (
     `lifecycle_stage` AS `lifecycle_stage`,
     `lifetime_value`  AS `lifetime_value`,
     `order_count`     AS `order_count`
-FROM S_SEGMENT_SOURCE
+FROM S_SEGMENT_INPUTS
+WHERE ARRAY_LENGTH(`order_count_history`) < 2
+    OR
+    -- BEGIN GENERATED segment rules (from ksql/segments.yaml by `make ksql-segments`; do not edit)
+    CASE
+        WHEN `lifecycle_stage` = 'evangelist' AND `lifetime_value` >= 1000.0 THEN 'vip_evangelist'
+        WHEN `lifecycle_stage` = 'churn-risk' THEN 'at_risk'
+        WHEN `order_count` >= 5 THEN 'loyal'
+        WHEN `lifetime_value` >= 500.0 THEN 'loyal'
+        WHEN `lifecycle_stage` = 'prospect' AND `order_count` <= 0 THEN 'new_prospect'
+        ELSE 'nurture'
+    END
+    -- END GENERATED segment rules
+    <>
+    -- BEGIN GENERATED segment rules [previous] (from ksql/segments.yaml by `make ksql-segments`; do not edit)
+    CASE
+        WHEN `lifecycle_stage_history`[1] = 'evangelist' AND `lifetime_value_history`[1] >= 1000.0 THEN 'vip_evangelist'
+        WHEN `lifecycle_stage_history`[1] = 'churn-risk' THEN 'at_risk'
+        WHEN `order_count_history`[1] >= 5 THEN 'loyal'
+        WHEN `lifetime_value_history`[1] >= 500.0 THEN 'loyal'
+        WHEN `lifecycle_stage_history`[1] = 'prospect' AND `order_count_history`[1] <= 0 THEN 'new_prospect'
+        ELSE 'nurture'
+    END
+    -- END GENERATED segment rules
 EMIT CHANGES;

@@ -1,8 +1,10 @@
 """Marketing segment rules: ``ksql/segments.yaml`` is the one place they live.
 
 * :func:`load_rules` reads and validates the YAML.
-* :func:`case_expression` renders the rules as the ksqlDB ``CASE`` expression that
-  ``ksql/060-segments.sql`` carries between its GENERATED markers.
+* :func:`case_expression` renders the rules as the ksqlDB ``CASE`` expressions that
+  ``ksql/060-segments.sql`` carries between its GENERATED markers: over the current rule inputs, and
+  (a marker tagged ``[previous]``) over the previous ones, so that the query can emit a segment
+  record only when the segment changes.
 * :func:`segment_for` evaluates the same rules in Python (for the web UI, Spark jobs, tests).
 
 CLI: ``python -m operators.ksql.segments [--check|--write] [ksql/]`` compares (exit 1 when stale)
@@ -26,6 +28,14 @@ RULES_FILE = "segments.yaml"
 BEGIN_MARKER = "-- BEGIN GENERATED segment rules"
 END_MARKER = "-- END GENERATED segment rules"
 _CONDITIONS = {"lifecycle_stage", "min_lifetime_value", "min_order_count", "max_order_count"}
+# What a rule condition reads, per block tag: the current values, or the previous row's (the second
+# newest of the last two values ``T_SEGMENT_INPUTS`` keeps; ksqlDB arrays are 1-based).
+INPUTS: dict[str, dict[str, str]] = {
+    "": {"lifecycle_stage": "`lifecycle_stage`", "lifetime_value": "`lifetime_value`",
+         "order_count": "`order_count`"},
+    "previous": {"lifecycle_stage": "`lifecycle_stage_history`[1]", "lifetime_value": "`lifetime_value_history`[1]",
+                 "order_count": "`order_count_history`[1]"},
+}
 _SEGMENT_NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
 
 
@@ -134,21 +144,23 @@ def _number(value: float) -> str:
     return text if "e" not in text else f"{value:.6f}"
 
 
-def case_expression(rules: Rules, indent: str = "") -> str:
-    """The rules as a ksqlDB CASE expression over `lifecycle_stage`, `lifetime_value`, `order_count`."""
+def case_expression(rules: Rules, indent: str = "", inputs: str = "") -> str:
+    """The rules as a ksqlDB CASE expression over `lifecycle_stage`, `lifetime_value`, `order_count`
+    (``inputs=""``) or over the previous values of those (``inputs="previous"``, see :data:`INPUTS`)."""
+    col = INPUTS[inputs]
     lines = [f"{indent}CASE"]
     for rule in rules.rules:
         conds: list[str] = []
         if len(rule.stages) == 1:
-            conds.append(f"`lifecycle_stage` = '{rule.stages[0]}'")
+            conds.append(f"{col['lifecycle_stage']} = '{rule.stages[0]}'")
         elif rule.stages:
-            conds.append("`lifecycle_stage` IN (" + ", ".join(f"'{s}'" for s in rule.stages) + ")")
+            conds.append(f"{col['lifecycle_stage']} IN (" + ", ".join(f"'{s}'" for s in rule.stages) + ")")
         if rule.min_lifetime_value is not None:
-            conds.append(f"`lifetime_value` >= {_number(rule.min_lifetime_value)}")
+            conds.append(f"{col['lifetime_value']} >= {_number(rule.min_lifetime_value)}")
         if rule.min_order_count is not None:
-            conds.append(f"`order_count` >= {rule.min_order_count}")
+            conds.append(f"{col['order_count']} >= {rule.min_order_count}")
         if rule.max_order_count is not None:
-            conds.append(f"`order_count` <= {rule.max_order_count}")
+            conds.append(f"{col['order_count']} <= {rule.max_order_count}")
         lines.append(f"{indent}    WHEN {' AND '.join(conds)} THEN '{rule.segment}'")
     lines.append(f"{indent}    ELSE '{rules.default}'")
     lines.append(f"{indent}END")
@@ -156,25 +168,35 @@ def case_expression(rules: Rules, indent: str = "") -> str:
 
 
 _BLOCK = re.compile(
-    r"(?P<head>^(?P<indent>[ \t]*)" + re.escape(BEGIN_MARKER) + r"[^\n]*\n)(?P<body>.*?)(?P<tail>^[ \t]*"
-    + re.escape(END_MARKER) + r")",
+    r"(?P<head>^(?P<indent>[ \t]*)" + re.escape(BEGIN_MARKER) + r"(?:[ \t]+\[(?P<tag>[a-z]+)\])?[^\n]*\n)"
+    r"(?P<body>.*?)(?P<tail>^[ \t]*" + re.escape(END_MARKER) + r")",
     re.MULTILINE | re.DOTALL,
 )
 
 
+def generated_blocks(sql: str) -> list[tuple[str, str]]:
+    """``(tag, text between the markers)`` of every generated block of ``sql``, in order."""
+    return [(m.group("tag") or "", m.group("body")) for m in _BLOCK.finditer(sql)]
+
+
 def generated_block(sql: str) -> str | None:
-    """The text between the markers of ``sql`` (None when it has no markers)."""
-    m = _BLOCK.search(sql)
-    return None if m is None else m.group("body")
+    """The text between the first pair of markers of ``sql`` (None when it has no markers)."""
+    blocks = generated_blocks(sql)
+    return blocks[0][1] if blocks else None
 
 
 def render(sql: str, rules: Rules) -> str:
-    """``sql`` with the block between the markers replaced by the rendered rules."""
-    m = _BLOCK.search(sql)
-    if m is None:
+    """``sql`` with every block between the markers replaced by the rendered rules."""
+    if not _BLOCK.search(sql):
         raise RulesError(f"no '{BEGIN_MARKER}' ... '{END_MARKER}' block")
-    body = case_expression(rules, m.group("indent")) + "\n"
-    return sql[: m.start("body")] + body + sql[m.end("body") :]
+
+    def block(m: re.Match[str]) -> str:
+        tag = m.group("tag") or ""
+        if tag not in INPUTS:
+            raise RulesError(f"unknown generated block tag [{tag}]; known: {sorted(t for t in INPUTS if t)}")
+        return m.group("head") + case_expression(rules, m.group("indent"), tag) + "\n" + m.group("tail")
+
+    return _BLOCK.sub(block, sql)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -90,8 +90,11 @@ def test_every_file_parses_and_is_in_dependency_order():
 def test_every_topic_named_in_the_sql_is_in_the_registry():
     named = topic_literals()
     assert named, "the files name their topics"
+    # An internal table's topic (ksqlDB's default: the table's name) may be read back as a stream;
+    # every other topic named must be a contract in the registry.
+    internal = {s.name for s in TOPOLOGY.sources if s.query and "KAFKA_TOPIC" not in s.with_props}
     for name in named:
-        assert name in topics.BY_NAME, f"{name} is not in schemas/topics.py"
+        assert name in topics.BY_NAME or name in internal, f"{name} is not in schemas/topics.py"
     # and every KAFKA_TOPIC is one of the parsed sources' topics (nothing hides in comments)
     assert set(named) == {s.topic for s in TOPOLOGY.sources if "KAFKA_TOPIC" in s.with_props}
 
@@ -108,16 +111,30 @@ def test_each_ksqldb_output_topic_of_the_registry_is_written_by_exactly_one_quer
 @pytest.mark.parametrize("topic", topics.SOURCE_TOPICS, ids=lambda t: t.name)
 def test_source_streams_declare_exactly_the_avro_fields(topic):
     readers = [s for s in TOPOLOGY.sources if not s.query and s.topic == topic.name]
-    assert len(readers) == 1
-    src = readers[0]
-    assert src.value_format == "AVRO" and src.with_props.get("KEY_FORMAT") == "KAFKA"
+    assert readers
     fields = {f["name"]: ksql_type(f["type"]) for f in avsc(topic)["fields"]}
-    keys = [c for c in src.columns if c.key]
-    assert [(c.name, c.type) for c in keys] == [("customer_id", "STRING")], "string key = customer_id"
-    declared = {c.name: c.type for c in src.value_columns}
-    # the value's customer_id repeats the key and cannot be declared twice
-    assert declared == {k: v for k, v in fields.items() if k != "customer_id"}
     assert "customer_id" in fields
+    for src in readers:
+        assert src.value_format == "AVRO" and src.with_props.get("KEY_FORMAT") == "KAFKA", src.name
+        keys = [c for c in src.columns if c.key]
+        assert [(c.name, c.type) for c in keys] == [("customer_id", "STRING")], "string key = customer_id"
+        declared = {c.name: c.type for c in src.value_columns}
+        # the value's customer_id repeats the key and cannot be declared twice
+        assert declared == {k: v for k, v in fields.items() if k != "customer_id"}, src.name
+
+
+def test_segments_are_emitted_only_on_change_and_rules_stay_in_one_upgradable_query():
+    seg = BY_NAME["S_SEGMENT_MATERIALIZED"]
+    assert seg.or_replace and seg.upgradable_in_place, "rules changes upgrade it in place"
+    assert [s.name for s in TOPOLOGY.sources][-1] == seg.name
+    inputs = BY_NAME["T_SEGMENT_INPUTS"]
+    assert inputs.groups and not inputs.or_replace and "CASE" not in inputs.text.upper(), "rules-free state"
+    reader = BY_NAME[seg.reads[0]]
+    assert reader.topic == inputs.topic and not reader.query
+    where = seg.text[seg.text.upper().index("WHERE"):]
+    blocks = segments.generated_blocks(seg.text)
+    assert [tag for tag, _ in blocks] == ["", "", "previous"], "segment; current vs previous in WHERE"
+    assert "<>" in where and "`order_count_history`[1]" in where
 
 
 def test_segment_output_matches_the_segment_contract():
@@ -153,8 +170,31 @@ def test_consolidated_view_is_built_from_profiles_and_left_joins_the_summaries()
 
 def test_enriched_orders_carry_lifecycle_stage():
     (src,) = [s for s in TOPOLOGY.sources if s.query and s.topic == topics.ORDER_ENRICHED.name]
-    assert src.joins and "T_CUSTOMER_PROFILE" in src.reads
-    assert "lifecycle_stage" in projection(src)
+    assert src.joins and "lifecycle_stage" in projection(src)
+    assert [c for c in projection(src) if c in {"first_name", "last_name", "email", "lifecycle_stage"}] == [
+        "first_name", "last_name", "email", "lifecycle_stage"]
+
+
+def test_enrichment_joins_a_table_over_the_profile_topic_in_the_same_task():
+    """The order join must not read a table another persistent query writes: Kafka Streams time-aligns
+    only the inputs of one task, so such a join races that query in a backfill (issue 13)."""
+    (src,) = [s for s in TOPOLOGY.sources if s.query and s.topic == topics.ORDER_ENRICHED.name]
+    stream, table = (BY_NAME[name] for name in src.reads)
+    assert stream.kind == "STREAM" and not stream.query and stream.topic == topics.ORDER_PLACED.name
+    assert table.kind == "TABLE" and not table.query, f"{table.name} is written by a query: the join would race it"
+    assert table.topic == topics.CUSTOMER_PROFILE.name and not table.is_source
+    assert [c.name for c in table.columns if c.key] == ["customer_id"]
+    # the join's stream-time setting reaches its query (SET lines are sent as streamsProperties)
+    assert int(src.properties.get("max.task.idle.ms", "-1")) >= 0
+    assert src.properties.get("auto.offset.reset") == "earliest"
+
+
+def test_stream_settings_for_fewer_intermediate_rows():
+    for name in ("T_ORDER_BY_ID", "T_ORDER_SUMMARY", "T_ACTIVATION_BY_ID", "T_ACTIVATION_SUMMARY",
+                 "T_CUSTOMER_CONSOLIDATED"):
+        assert int(BY_NAME[name].properties.get("commit.interval.ms", "0")) > 2000, name
+    # the change detection compares consecutive rows: none may be folded away by the record cache
+    assert BY_NAME["T_SEGMENT_INPUTS"].properties.get("cache.max.bytes.buffering") == "0"
 
 
 def test_profile_table_keeps_the_latest_profile():
@@ -187,14 +227,20 @@ RULES = segments.load_rules(KSQL_DIR)
 
 
 def test_generated_case_in_the_sql_is_rendered_from_segments_yaml():
-    blocks = [(name, segments.generated_block(text)) for name, text in FILES.items()]
-    blocks = [(name, b) for name, b in blocks if b is not None]
-    assert len(blocks) == 1, "exactly one file carries the generated segment block"
-    name, block = blocks[0]
+    carriers = [name for name, text in FILES.items() if segments.generated_blocks(text)]
+    assert len(carriers) == 1, "exactly one file carries the generated segment blocks"
+    name = carriers[0]
     assert segments.render(FILES[name], RULES) == FILES[name], "stale: run `make ksql-segments`"
-    assert block.split() == segments.case_expression(RULES).split()
-    for rule in RULES.rules:
-        assert f"THEN '{rule.segment}'" in block
+    for tag, block in segments.generated_blocks(FILES[name]):
+        assert block.split() == segments.case_expression(RULES, inputs=tag).split()
+        for rule in RULES.rules:
+            assert f"THEN '{rule.segment}'" in block
+
+
+def test_unknown_block_tag_is_refused():
+    sql = "-- BEGIN GENERATED segment rules [older]\n-- END GENERATED segment rules\n"
+    with pytest.raises(segments.RulesError, match="unknown generated block tag"):
+        segments.render(sql, RULES)
 
 
 def test_every_segment_name_is_documented_in_the_contract():
@@ -236,5 +282,6 @@ def test_stale_generated_block_is_detected(tmp_path):
     (tmp_path / name).write_text(FILES[name])
     assert segments.main(["--check", str(tmp_path)]) == 1
     assert segments.main(["--write", str(tmp_path)]) == 0
-    assert "`lifetime_value` >= 2000.0" in (tmp_path / name).read_text()
+    rewritten = (tmp_path / name).read_text()
+    assert "`lifetime_value` >= 2000.0" in rewritten and "`lifetime_value_history`[1] >= 2000.0" in rewritten
     assert segments.main(["--check", str(tmp_path)]) == 0
