@@ -261,7 +261,7 @@ class KsqlClient:
             if self._clock() >= deadline:
                 self._pending[key] = (command_id, sequence)
                 raise Unavailable(
-                    f"command {command_id} still {status.get('status')} after {self.command_timeout:.0f}s"
+                    f"command {command_id} still {status.get('status')} after {self.command_timeout:g}s"
                     " (ksqlDB's command runner is busy; following it again on the next attempt)"
                 )
             self._sleep(pause)

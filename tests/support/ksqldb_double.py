@@ -414,8 +414,8 @@ class KsqlDbDouble:
         ready_at = None
         if queued:
             self.queue_next -= 1
-        elif self.command_seconds > 0:  # the runner executes commands one after the other
-            queued = True
+        elif self.command_seconds > 0 or self._runner_free_at > time.monotonic():
+            queued = True  # the runner executes commands one after the other
             ready_at = max(time.monotonic(), self._runner_free_at) + self.command_seconds
             self._runner_free_at = ready_at
         cmd = Command(command_id, seq, message, query_id, apply if queued else None, self.polls_to_finish, ready_at)
