@@ -99,11 +99,14 @@ class HttpProxyDouble:
         topics: dict[str, int] | None = None,
         forward_bootstrap: str | None = None,
         metadata_block_s: float = 60.0,
+        forward_partitioner: str = LIBRDKAFKA_PARTITIONER,
     ):
         """``registry``: a SchemaRegistryDouble (its ``.url``), a registry URL, or None (no decoding).
         ``topics``: name -> partitions (default: every topic of schemas.topics; with
         ``forward_bootstrap``: the broker's topics). ``metadata_block_s``: how long a produce to a
-        missing topic blocks before its 50003 reply (the real proxy's max.block.ms, 60 s)."""
+        missing topic blocks before its 50003 reply (the real proxy's max.block.ms, 60 s).
+        ``forward_partitioner``: librdkafka's partitioner for records that name no partition when
+        forwarding (murmur2_random = the real proxy; another one shows a client does not depend on it)."""
         registry_url = getattr(registry, "url", registry)
         self.registry_url: str | None = registry_url
         self._deserializer = AvroDeserializer(serde.registry_client(registry_url)) if registry_url else None
@@ -124,7 +127,7 @@ class HttpProxyDouble:
             from confluent_kafka import Producer
 
             self._producer = Producer({"bootstrap.servers": forward_bootstrap, "enable.idempotence": True,
-                                       "acks": "all", "linger.ms": 5, "partitioner": LIBRDKAFKA_PARTITIONER})
+                                       "acks": "all", "linger.ms": 5, "partitioner": forward_partitioner})
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
