@@ -11,14 +11,15 @@ import asyncio
 import contextlib
 import logging
 import sys
+import warnings
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NoReturn
 
 import kopf
 
 from common.settings import ConfigError
-from operators.ksql import drift, reconcile, state
+from operators.ksql import drift, preflight, reconcile, state
 from operators.ksql.reconcile import ConfigMapView, Runtime
 from operators.ksql.settings import OperatorSettings
 
@@ -60,14 +61,30 @@ def configure_kopf(settings: kopf.OperatorSettings, ours: OperatorSettings) -> N
     logging.getLogger().setLevel(ours.log_level)
 
 
+def _exit(message: str, code: int) -> NoReturn:
+    """One line on stderr, then the process ends with ``code``: kopf's startup runs before its login
+    and watch tasks, so nothing is half-started. (The SystemExit leaves kopf's not yet started
+    authenticator coroutine behind; its 'never awaited' warning would be noise around the line.)"""
+    print(f"ksql-operator: {message}", file=sys.stderr, flush=True)
+    warnings.filterwarnings("ignore", message="coroutine .* was never awaited", category=RuntimeWarning)
+    raise SystemExit(code)
+
+
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logging.Logger,
                   **kwargs: Any) -> None:
     try:
         ours = OperatorSettings.from_env()
     except ConfigError as exc:
-        print(f"ksql-operator: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+        _exit(str(exc), 2)
+    # Before kopf's own login: without credentials it would log ~150 lines of tracebacks; with ksqlDB
+    # unreachable or misconfigured it would retry every ConfigMap forever.
+    try:
+        api = await asyncio.to_thread(preflight.kubernetes)
+        version = await asyncio.to_thread(preflight.ksqldb, ours)
+    except preflight.PreflightError as exc:
+        _exit(str(exc), 1)
+    logger.info("Kubernetes API %s; ksqlDB %s at %s", api, version, ours.ksqldb_url)
     configure_kopf(settings, ours)
     rt = Runtime.build(ours)
     memo.ksql = rt

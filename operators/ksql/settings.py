@@ -60,6 +60,12 @@ class OperatorSettings:
         "KSQL_COMMAND_TIMEOUT_SECONDS", 120.0, positive_float,
         "seconds, > 0 (how long to follow a QUEUED/EXECUTING command at /status)",
     )
+    startup_timeout: float = s.env(
+        # kopf serves its liveness endpoint only after the startup handlers: stay well inside the
+        # chart's liveness budget (10 s delay + 3 x 20 s), or the kubelet restarts a waiting operator
+        "KSQL_STARTUP_TIMEOUT_SECONDS", 45.0, positive_float,
+        "seconds, > 0 (how long the operator waits at start for ksqlDB's /info before exiting)",
+    )
     backoff: float = s.env(
         "KSQL_BACKOFF_SECONDS", 5.0, positive_float, "seconds, > 0 (first retry delay when ksqlDB is unavailable)"
     )

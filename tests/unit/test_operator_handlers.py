@@ -58,6 +58,9 @@ def test_startup_configures_kopf_and_keeps_everything_in_the_memo(monkeypatch):
     monkeypatch.setenv("LOG_JSON", "true")
     monkeypatch.setenv("KSQL_DRIFT_INTERVAL_SECONDS", "3600")
     monkeypatch.setattr(handlers.drift, "kubernetes_requester", lambda: (lambda cm, summary: None))
+    checked = []
+    monkeypatch.setattr(handlers.preflight, "kubernetes", lambda: checked.append("kubernetes") or "https://api")
+    monkeypatch.setattr(handlers.preflight, "ksqldb", lambda ours: checked.append(ours.ksqldb_url) or "0.29.0")
     settings = kopf.OperatorSettings()
     memo = kopf.Memo()
 
@@ -76,6 +79,23 @@ def test_startup_configures_kopf_and_keeps_everything_in_the_memo(monkeypatch):
     assert configured["log_format"] is kopf.LogFormat.JSON
     assert memo.ksql.settings.ksqldb_url == "http://127.0.0.1:9"
     assert memo.ksql.client.base_url == "http://127.0.0.1:9"
+    assert checked == ["kubernetes", "http://127.0.0.1:9"], "both dependencies checked before kopf logs in"
+
+
+def test_startup_with_a_dependency_missing_exits_1_with_its_line(monkeypatch, capsys):
+    monkeypatch.setenv("KSQLDB_URL", "http://127.0.0.1:9")
+
+    def unreachable(ours):
+        raise handlers.preflight.PreflightError("ksqlDB at http://127.0.0.1:9 (KSQLDB_URL) unreachable for 1s")
+
+    monkeypatch.setattr(handlers.preflight, "kubernetes", lambda: "https://api")
+    monkeypatch.setattr(handlers.preflight, "ksqldb", unreachable)
+    memo = kopf.Memo()
+    with pytest.raises(SystemExit) as exc:
+        asyncio.run(handlers.startup(settings=kopf.OperatorSettings(), memo=memo, logger=LOG))
+    assert exc.value.code == 1
+    assert capsys.readouterr().err == "ksql-operator: ksqlDB at http://127.0.0.1:9 (KSQLDB_URL) unreachable for 1s\n"
+    assert getattr(memo, "ksql", None) is None, "nothing started"
 
 
 def test_startup_with_bad_environment_exits_2_with_one_line(monkeypatch, capsys):
