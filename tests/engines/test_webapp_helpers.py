@@ -14,6 +14,7 @@ import redis
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from schemas import serde, topics
+from schemas.partitioning import LIBRDKAFKA_PARTITIONER
 from webapp.settings import WebSettings
 
 SECRET = secrets.token_urlsafe(24)  # per test session
@@ -94,7 +95,9 @@ def consolidated(customer_id: str, **overrides: Any) -> dict[str, Any]:
 
 
 def produce(bootstrap: str, topic: str, records: list[tuple[str | bytes | None, bytes | None]]) -> None:
-    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5})
+    # Placed as ksqlDB (a Java producer) places the records these tests stand in for.
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5,
+                         "partitioner": LIBRDKAFKA_PARTITIONER})
     errors: list[Any] = []
     for key, value in records:
         producer.produce(topic, key=key, value=value, on_delivery=lambda err, msg: err and errors.append(err))

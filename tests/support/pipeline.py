@@ -10,6 +10,7 @@ from typing import Any
 from confluent_kafka import Producer
 
 from schemas import serde, topics
+from schemas.partitioning import LIBRDKAFKA_PARTITIONER
 from schemas.topics import Topic
 from spark.settings import JobSettings
 
@@ -38,8 +39,9 @@ def produce(broker: Any, settings: JobSettings, events: Iterable[tuple[Topic, st
     """Serialize (through the registry) and produce; bytes values go out as they are (bad payloads)."""
     client = serde.registry_client(settings.schema_registry_url)
     codecs: dict[str, serde.TopicSerde] = {}
+    # Keys placed as the product's producers place them (Java murmur2).
     producer = Producer({"bootstrap.servers": broker.bootstrap, "enable.idempotence": True, "acks": "all",
-                         "linger.ms": 5})
+                         "linger.ms": 5, "partitioner": LIBRDKAFKA_PARTITIONER})
     count = 0
     for contract, key, value in events:
         topic = settings.topic(contract)
