@@ -14,6 +14,12 @@ bug is not mirrored here). Follows the documented request/response and error sha
                                  "warnings":[]} (nothing changes, even if the definition differs)
          SHOW|LIST STREAMS/TABLES/QUERIES [EXTENDED]: {"@type":"streams"|"tables"|"queries", ...}
          DESCRIBE x: {"@type":"sourceDescription","sourceDescription":{...}}
+         EXPLAIN <CREATE ... AS SELECT> | EXPLAIN <query id>: {"@type":"queryDescription","statementText",
+                                 "queryDescription":{"id","statementText","fields","sources","sinks",...}}
+                                 (ksqlDB's ExplainExecutor runs the CREATE in a sandbox: the CREATE's own
+                                 accept/reject, no command, no sequence number, nothing changes; refused:
+                                 "does not run a ksql query" without AS SELECT, "did not run a ksql query"
+                                 for IF NOT EXISTS on an existing name)
       -> 400 {"@type":"statement_error","error_code":40001,"message","statementText","entities":[before]}
          (40002 for SELECT/PRINT: "use the /query endpoint")
       -> 503 {"@type":"generic_error","error_code":50302,"message"} + Retry-After: 10 while initializing
@@ -33,10 +39,16 @@ Semantics kept in a catalog of streams, tables, persistent queries and topics:
     read/write it ("You need to terminate them"); its own CSAS/CTAS query is terminated with it.
     DELETE TOPIC removes the topic and is recorded in ``deleted_topics``.
   * TERMINATE <id> | ALL.
+  * A table aggregation refuses MIN/MAX/LATEST_BY_OFFSET/... ("The aggregation function(s) ... cannot be
+    applied to a table source, only to a stream source.", SchemaKGroupedTable in ksqlDB).
 Test knobs: ``initializing`` (50302 answers, unhealthy /healthcheck), ``healthy``, ``fail_next`` (per
 coming /ksql request: an HTTP status to fail it with, or None to serve it), ``queue_next`` (the next N commands answer QUEUED and finish only after
 ``polls_to_finish`` GETs of /status, or when a later request passes their commandSequenceNumber),
-``requests`` (every request: method, path, headers, JSON body).
+``requests`` (every request: method, path, headers, JSON body). A busy command runner:
+``command_seconds`` (each command stays EXECUTING that long, one after the other) and ``occupy_runner(s)``
+(someone else's long command); meanwhile /healthcheck is 503 with ``commandRunner`` unhealthy, /info 200,
+and a request naming a commandSequenceNumber not yet executed waits ``catchup_timeout`` (5 s) for it, then
+503 ``50303`` "Timed out while waiting for a previous command to execute".
 """
 
 from __future__ import annotations
