@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
@@ -17,6 +19,17 @@ def _trigger(raw: str) -> str:
     amount, _, unit = raw.partition(" ")
     if not amount.replace(".", "", 1).isdigit() or unit.rstrip("s") not in {"second", "minute", "millisecond"}:
         raise ValueError("not like '10 seconds'")
+    return raw
+
+
+# What SparkContext accepts; anything else fails inside the JVM with a page of stack trace.
+_MASTER = re.compile(r"local(\[(\d+|\*)(,\s*\d+)?\])?|local-cluster\[\d+,\s*\d+,\s*\d+\]|yarn|"
+                     r"(spark|mesos)://[^\s/]+(:\d+)?(,[^\s/]+(:\d+)?)*|k8s://\S+")
+
+
+def _master(raw: str) -> str:
+    if raw and not _MASTER.fullmatch(raw):
+        raise ValueError("not a Spark master URL")
     return raw
 
 
@@ -39,7 +52,13 @@ class JobSettings:
     label_window_days: int = s.env("LABEL_WINDOW_DAYS", 14, s.positive_int, "a positive number of days")
     model_dir: str = s.env("MODEL_DIR", "", str, "a directory path (default: DELTA_ROOT/_models/propensity)")
     jars_dir: str = s.env("SPARK_JARS_DIR", "", str, "a directory of jars (empty in the image: jars are baked in)")
-    spark_master: str = s.env("SPARK_MASTER", "", str, "a Spark master URL (empty: spark-submit decides)")
+    spark_master: str = s.env(
+        "SPARK_MASTER", "", _master, "a Spark master URL like local[2] or spark://host:7077 (empty: spark-submit decides)"
+    )
+    startup_wait_s: float = s.env(
+        "STARTUP_WAIT_S", 30.0, s.non_negative_float,
+        "seconds >= 0 (how long a job waits at start for Kafka / the Schema Registry to answer)",
+    )
     log_level: str = s.env("LOG_LEVEL", "INFO", s.choice("DEBUG", "INFO", "WARNING", "ERROR"), "a log level")
 
     @property
@@ -59,6 +78,11 @@ class JobSettings:
 
     def checkpoint(self, job: str, query: str) -> str:
         return f"{self.checkpoints.rstrip('/')}/{job}/{query}"
+
+    @staticmethod
+    def env_name(field: str) -> str:
+        """The environment variable behind a field (error messages name the setting to fix)."""
+        return {f.name: f.metadata["env"].name for f in dataclasses.fields(JobSettings)}[field]
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> JobSettings:

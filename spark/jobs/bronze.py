@@ -14,10 +14,10 @@ from pyspark.sql.streaming import StreamingQuery
 
 from schemas import topics
 from schemas.serde import registry_client
-from spark import tables
+from spark import preflight, tables
 from spark.entities import ENTITIES
 from spark.registry import WriterSchemas
-from spark.runtime import main, with_trigger
+from spark.runtime import each_batch, main, with_trigger
 from spark.settings import JobSettings
 from spark.transforms import bronze as T_bronze
 
@@ -142,7 +142,8 @@ class BronzeBatch:
 
 def start(spark: SparkSession, settings: JobSettings, decode: Decoder = T_bronze.decode_topic) -> list[StreamingQuery]:
     ensure_tables(spark, settings)
-    writers = WriterSchemas(registry_client(settings.schema_registry_url))
+    writers = WriterSchemas(registry_client(settings.schema_registry_url), settings.schema_registry_url,
+                            settings.env_name("schema_registry_url"))
     for entity in ENTITIES:
         writers.preload(settings.topic(entity.topic))
     source = (
@@ -156,11 +157,11 @@ def start(spark: SparkSession, settings: JobSettings, decode: Decoder = T_bronze
     )
     writer = (
         source.writeStream.queryName("bronze")
-        .foreachBatch(BronzeBatch(settings, writers, decode=decode))
+        .foreachBatch(each_batch("bronze", BronzeBatch(settings, writers, decode=decode)))
         .option("checkpointLocation", settings.checkpoint(JOB, "sources"))
     )
     return [with_trigger(writer, settings).start()]
 
 
 if __name__ == "__main__":
-    main(JOB, start)
+    main(JOB, start, checks=(preflight.storage, preflight.kafka, preflight.schema_registry))

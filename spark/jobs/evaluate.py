@@ -19,6 +19,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from spark import model as M
+from spark import preflight
+from spark.jobs import train
 from spark.jobs.train import silver
 from spark.runtime import main_batch
 from spark.settings import JobSettings
@@ -63,10 +65,24 @@ def report(results: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
-def run(spark: SparkSession, settings: JobSettings, argv: list[str] | None = None) -> None:
+def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m spark.jobs.evaluate")
     parser.add_argument("--ground-truth", required=True, help="CSV written by python -m seed --ground-truth")
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    return parser.parse_args(argv)
+
+
+def truth_present(path: str) -> None:
+    """Before Spark starts: the ground truth and its sidecar are there."""
+    csv_path = Path(path)
+    meta_path = csv_path.with_name(csv_path.stem + ".meta.json")
+    for needed in (csv_path, meta_path):
+        if not needed.is_file():
+            raise preflight.DependencyError("ground truth missing", str(needed), "--ground-truth",
+                                            "no such file (write it with python -m seed --ground-truth)")
+
+
+def run(spark: SparkSession, settings: JobSettings, argv: list[str] | None = None) -> None:
+    args = parse(sys.argv[1:] if argv is None else argv)
     try:
         print(report(evaluate(spark, settings, args.ground_truth)))
     except FileNotFoundError as exc:
@@ -75,4 +91,7 @@ def run(spark: SparkSession, settings: JobSettings, argv: list[str] | None = Non
 
 
 if __name__ == "__main__":
-    main_batch("evaluate", run)
+    # Arguments and files first: a typo costs no JVM start.
+    truth = parse(sys.argv[1:]).ground_truth
+    main_batch("evaluate", lambda spark, settings: run(spark, settings, ["--ground-truth", truth]),
+               checks=(train.inputs, lambda _settings: truth_present(truth)))

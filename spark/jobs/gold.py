@@ -12,9 +12,9 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
-from spark import tables
+from spark import preflight, tables
 from spark.entities import ACTIVATIONS, CUSTOMERS, ENTITIES, ORDERS
-from spark.runtime import main, with_trigger
+from spark.runtime import each_batch, main, with_trigger
 from spark.settings import JobSettings
 from spark.transforms import gold as T_gold
 
@@ -98,11 +98,11 @@ def start(spark: SparkSession, settings: JobSettings) -> list[StreamingQuery]:
         union = union.unionByName(other, allowMissingColumns=True)
     writer = (
         union.writeStream.queryName("gold_c360")
-        .foreachBatch(GoldBatch(settings))
+        .foreachBatch(each_batch("gold_c360", GoldBatch(settings)))
         .option("checkpointLocation", settings.checkpoint(JOB, "c360"))
     )
     return [with_trigger(writer, settings).start()]
 
 
 if __name__ == "__main__":
-    main(JOB, start)
+    main(JOB, start, checks=(preflight.storage))

@@ -11,6 +11,7 @@ import logging
 import time
 
 from confluent_kafka.schema_registry import Schema
+from confluent_kafka.schema_registry.error import SchemaRegistryError
 from delta.tables import DeltaTable
 from pyspark.ml import PipelineModel
 from pyspark.sql import DataFrame, SparkSession, Window
@@ -21,9 +22,9 @@ from pyspark.sql.streaming import StreamingQuery
 
 from schemas import serde, topics
 from spark import model as M
-from spark import tables
+from spark import preflight, tables
 from spark.jobs import train
-from spark.runtime import main, with_trigger
+from spark.runtime import each_batch, main, with_trigger
 from spark.settings import JobSettings
 from spark.transforms.features import features
 
@@ -108,22 +109,34 @@ def model_for_scoring(spark: SparkSession, settings: JobSettings, poll_s: float 
             time.sleep(poll_s)
 
 
+def register(settings: JobSettings, topic: topics.Topic) -> int:
+    """The score topic's writer schema id; a registry that cannot take it ends the start in one line."""
+    url, setting = settings.schema_registry_url, settings.env_name("schema_registry_url")
+    try:
+        return serde.registry_client(url).register_schema(topic.subject, Schema(topic.schema_str, "AVRO"))
+    except SchemaRegistryError as exc:
+        raise preflight.DependencyError("Schema Registry refused the score schema", url, setting,
+                                        f"HTTP {exc.http_status_code}: {exc.error_message}") from None
+    except Exception as exc:  # noqa: BLE001 - transport errors of the client's HTTP library
+        raise preflight.DependencyError("Schema Registry unreachable", url, setting,
+                                        f"{type(exc).__name__}: {exc}") from None
+
+
 def start(spark: SparkSession, settings: JobSettings) -> list[StreamingQuery]:
     c360 = settings.table("gold", "c360")
     tables.wait_for(spark, c360)
     tables.ensure(spark, settings.table("gold", "propensity"), PROPENSITY_SCHEMA, tables.MERGED)
     pipeline_model, version = model_for_scoring(spark, settings)
     topic = settings.topic(topics.PROPENSITY_SCORE)
-    client = serde.registry_client(settings.schema_registry_url)
-    schema_id = client.register_schema(topic.subject, Schema(topic.schema_str, "AVRO"))
+    schema_id = register(settings, topic)
     source = spark.readStream.format("delta").option("readChangeFeed", "true").load(c360)
     writer = (
         source.writeStream.queryName("score")
-        .foreachBatch(ScoreBatch(settings, pipeline_model, version, schema_id))
+        .foreachBatch(each_batch("score", ScoreBatch(settings, pipeline_model, version, schema_id)))
         .option("checkpointLocation", settings.checkpoint(JOB, "propensity"))
     )
     return [with_trigger(writer, settings).start()]
 
 
 if __name__ == "__main__":
-    main(JOB, start)
+    main(JOB, start, checks=(preflight.storage, preflight.kafka, preflight.schema_registry))

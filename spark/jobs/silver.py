@@ -11,9 +11,9 @@ from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
-from spark import tables
+from spark import preflight, tables
 from spark.entities import ENTITIES, Entity
-from spark.runtime import main, with_trigger
+from spark.runtime import each_batch, main, with_trigger
 from spark.settings import JobSettings
 from spark.transforms import silver as T_silver
 
@@ -45,9 +45,10 @@ def start_entity(spark: SparkSession, settings: JobSettings, entity: Entity) -> 
     silver_schema = T_silver.to_silver_columns(spark.createDataFrame([], bronze_schema)).schema
     tables.ensure(spark, settings.table("silver", entity.silver), silver_schema, tables.MERGED)
     source = spark.readStream.format("delta").load(bronze_path)
+    name = f"silver_{entity.silver}"
     writer = (
-        source.writeStream.queryName(f"silver_{entity.silver}")
-        .foreachBatch(SilverBatch(settings, entity))
+        source.writeStream.queryName(name)
+        .foreachBatch(each_batch(name, SilverBatch(settings, entity)))
         .option("checkpointLocation", settings.checkpoint(JOB, entity.silver))
     )
     return with_trigger(writer, settings).start()
@@ -58,4 +59,4 @@ def start(spark: SparkSession, settings: JobSettings) -> list[StreamingQuery]:
 
 
 if __name__ == "__main__":
-    main(JOB, start)
+    main(JOB, start, checks=(preflight.storage))

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import sys
 
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from spark import model as M
+from spark import preflight, tables
 from spark.entities import ACTIVATIONS, CUSTOMERS, ORDERS
 from spark.runtime import main_batch
 from spark.settings import JobSettings
@@ -21,9 +23,26 @@ from spark.transforms.features import training_set
 log = logging.getLogger(__name__)
 
 
+SILVER = (CUSTOMERS, ORDERS, ACTIVATIONS)
+RUN_FIRST = "run the bronze and silver jobs first, or point DELTA_ROOT at their tables"
+
+
+class NoHistory(ValueError):
+    """Silver holds nothing to learn from yet."""
+
+
+def inputs(settings: JobSettings) -> None:
+    """Before Spark starts: the silver tables are where DELTA_ROOT says (local paths)."""
+    preflight.tables_exist(settings, [settings.table("silver", e.silver) for e in SILVER], RUN_FIRST)
+
+
 def silver(spark: SparkSession, settings: JobSettings):  # noqa: ANN201
     def read(e):  # noqa: ANN001, ANN202
-        return spark.read.format("delta").load(settings.table("silver", e.silver))
+        path = settings.table("silver", e.silver)
+        if not tables.exists(spark, path):  # any filesystem, also those inputs() cannot see
+            raise preflight.DependencyError("Delta table missing", path, settings.env_name("delta_root"),
+                                            f"no Delta table there ({RUN_FIRST})")
+        return spark.read.format("delta").load(path)
 
     return read(CUSTOMERS), read(ORDERS), read(ACTIVATIONS)
 
@@ -32,7 +51,7 @@ def run(spark: SparkSession, settings: JobSettings) -> str:
     customers, orders, activations = silver(spark, settings)
     newest = orders.agg(F.max("placed_at")).first()[0]
     if newest is None:
-        raise ValueError("no orders in silver yet")
+        raise NoHistory("no orders in silver yet: nothing to train on (publish events, e.g. python -m seed)")
     cutoff = newest if isinstance(newest, dt.datetime) else dt.datetime.fromisoformat(str(newest))
     data = training_set(customers, orders, activations, cutoff, settings.label_window_days).cache()
     train_part, test_part = data.randomSplit([0.8, 0.2], seed=7)
@@ -46,5 +65,13 @@ def run(spark: SparkSession, settings: JobSettings) -> str:
     return version
 
 
+def _main(spark: SparkSession, settings: JobSettings) -> None:
+    try:
+        run(spark, settings)
+    except NoHistory as exc:
+        print(f"train: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 if __name__ == "__main__":
-    main_batch("train", run)
+    main_batch("train", _main, checks=(preflight.storage, inputs))
