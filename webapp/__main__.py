@@ -1,6 +1,7 @@
 """Development server: ``python -m webapp`` (APP_ENV defaults to development here; never use it in the cluster).
 
-Reads the environment like the image does; on a bad setting prints one line to stderr and exits 2.
+Reads the environment like the image does; on a bad setting, or Redis not answering within
+STARTUP_WAIT_S, prints one line to stderr and exits 2.
 """
 
 from __future__ import annotations
@@ -23,6 +24,13 @@ def main() -> int:
         print(f"webapp: {exc}", file=sys.stderr)
         return 2
     configure(settings.log_level, settings.log_json)
+    from webapp.runtime import StartupError, wait_for_redis
+
+    try:
+        wait_for_redis(settings)
+    except StartupError as exc:
+        print(f"webapp: {exc}", file=sys.stderr)
+        return 2
     from webapp.app import create_app
 
     app = create_app(settings)

@@ -11,7 +11,8 @@ Consumer thread, once per worker process — how:
   they all write to the one Redis, and the atomic batch script keeps their writes consistent.
 
 Settings are checked here, before any worker starts: a bad value (or production without SECRET_KEY)
-prints one line to stderr and exits 2, instead of a traceback per worker.
+prints one line to stderr and exits 2, instead of a traceback per worker; so does Redis not answering
+at start (``on_starting``).
 """
 
 from __future__ import annotations
@@ -48,6 +49,19 @@ control_socket_disable = True
 # no request bodies larger than the app accepts; limit header abuse
 limit_request_line = 4094
 limit_request_fields = 50
+
+
+def on_starting(server) -> None:  # noqa: ANN001 - gunicorn's hook signature
+    """In the master, before any socket or worker: Redis must answer (within STARTUP_WAIT_S), or the
+    server ends with one line, not a worker traceback per request. Not at import: importing this
+    file must not need a network."""
+    from webapp.runtime import StartupError, wait_for_redis
+
+    try:
+        wait_for_redis(_settings)
+    except StartupError as exc:
+        print(f"webapp: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def post_worker_init(worker) -> None:  # noqa: ANN001 - gunicorn's hook signature

@@ -10,6 +10,9 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlparse
+
+import redis
 
 from schemas.topics import Topic
 from seed.publish import Publisher, PublishError, make_publisher
@@ -133,6 +136,45 @@ class Runtime:
                     log.warning("publisher close failed", exc_info=True)
                 self._publisher = None
         self.redis.close()
+
+
+class StartupError(RuntimeError):
+    """A dependency the server cannot start without; ``str()`` is the one line the entry point prints."""
+
+
+def redis_address(url: str) -> str:
+    """Where REDIS_URL points, without the password it may carry."""
+    parsed = urlparse(url)
+    if parsed.scheme == "unix":
+        return f"unix://{parsed.path}"
+    return f"{parsed.scheme}://{parsed.hostname}:{parsed.port or 6379}{parsed.path or '/0'}"
+
+
+def wait_for_redis(settings: WebSettings, poll_s: float = 0.5) -> None:
+    """Before serving: Redis answers PING within STARTUP_WAIT_S (it may still be starting beside us).
+    Later outages are reported by /readyz and the page instead; only a start without it is refused."""
+    client = cache_mod.connect(settings.redis_url, settings.redis_password, timeout=2.0, name="startup")
+    deadline = time.monotonic() + settings.startup_wait_s
+    try:
+        while True:
+            try:
+                client.ping()
+                return
+            except (redis.exceptions.AuthenticationError, redis.exceptions.ResponseError) as exc:
+                # An answer (wrong or missing password): waiting will not change it.
+                raise StartupError(
+                    f"Redis at {redis_address(settings.redis_url)} refused the connection "
+                    f"({settings.env_name('redis_password')} / {settings.env_name('redis_url')}): {_one_line(exc)}"
+                ) from None
+            except RedisError as exc:
+                if time.monotonic() >= deadline:
+                    raise StartupError(
+                        f"Redis unreachable at {redis_address(settings.redis_url)} ({settings.env_name('redis_url')}): "
+                        f"{_one_line(exc)} (waited {settings.startup_wait_s:g}s, {settings.env_name('startup_wait_s')})"
+                    ) from None
+            time.sleep(poll_s)
+    finally:
+        client.close()
 
 
 def _one_line(exc: BaseException) -> str:

@@ -80,6 +80,10 @@ class WebSettings:
     cache_reset_on_start: bool = s.env(
         "CACHE_RESET_ON_START", False, s.boolean, "true or false (wipe the cache and rebuild it from the topics)"
     )
+    startup_wait_s: float = s.env(
+        "STARTUP_WAIT_S", 30.0, s.non_negative_float,
+        "seconds >= 0 (how long the server waits at start for Redis to answer before it gives up)",
+    )
     ready_max_lag: int = s.env(
         "READY_MAX_LAG", 0, s.non_negative_int, "an integer >= 0 (0 = report the lag, never fail on it)"
     )
@@ -112,6 +116,11 @@ class WebSettings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> WebSettings:
         return s.load(cls, os.environ if environ is None else environ)
+
+    @staticmethod
+    def env_name(field: str) -> str:
+        """The environment variable behind a field (error messages name the setting to fix)."""
+        return {f.name: f.metadata["env"].name for f in dataclasses.fields(WebSettings)}[field]
 
     @property
     def publisher(self) -> PublisherSettings:

@@ -105,4 +105,4 @@ def start(spark: SparkSession, settings: JobSettings) -> list[StreamingQuery]:
 
 
 if __name__ == "__main__":
-    main(JOB, start, checks=(preflight.storage))
+    main(JOB, start, checks=(preflight.storage,))

@@ -78,3 +78,18 @@ def test_gunicorn_refuses_production_without_a_secret_key_in_one_line():
     dev = subprocess.run([sys.executable, "-m", "webapp"], env=_env(APP_ENV="production"), cwd=REPO,
                          capture_output=True, text=True, timeout=60)
     assert dev.returncode == 2 and dev.stderr.startswith("webapp: SECRET_KEY is not set")
+
+
+def test_gunicorn_with_redis_unreachable_ends_in_one_line_before_any_worker():
+    port = free_port()
+    result = subprocess.run([sys.executable, "-m", "gunicorn", "-c", "python:webapp.gunicorn_conf"],
+                            env=_env(SECRET_KEY=SECRET, REDIS_URL=f"redis://127.0.0.1:{port}/0", STARTUP_WAIT_S="1",
+                                     PORT=str(free_port()), BIND_HOST="127.0.0.1"),
+                            cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr and "Booting worker" not in result.stderr
+    # gunicorn's own INFO banner comes first; the one problem line is ours.
+    problems = [line for line in result.stderr.splitlines() if "[INFO]" not in line]
+    assert len(problems) == 1, result.stderr
+    assert problems[0].startswith(f"webapp: Redis unreachable at redis://127.0.0.1:{port}/0 (REDIS_URL): ")
+    assert "Connection refused" in problems[0] and problems[0].endswith("(waited 1s, STARTUP_WAIT_S)")
