@@ -11,6 +11,9 @@ RELEASE      ?= marketing-engine
 # Image tag of our images; equals images.{app,spark}.tag in charts/marketing-engine/values.yaml (tested).
 IMAGE_TAG    ?= 0.1.0
 VALUES       ?=
+# Host port of the web UI: kind-config.yaml maps it to the web Service's nodePort (the same number).
+# Not 5000, which AirPlay Receiver holds on macOS 12+.
+WEB_HOST_PORT := 30500
 # Third-party charts, from their official repositories (scripts/kind-up.sh).
 REDPANDA_CHART_VERSION       := 26.2.2
 SPARK_OPERATOR_CHART_VERSION := 2.5.2
@@ -24,7 +27,7 @@ HELM_TOOL    := $(CACHE)/bin/helm
 HELM          = $(or $(shell command -v helm 2>/dev/null),$(HELM_TOOL))
 KIND_KUBECTL  = kubectl --context kind-$(KIND_CLUSTER) -n $(NAMESPACE)
 KIND_ENV      = KIND_CLUSTER=$(KIND_CLUSTER) NAMESPACE=$(NAMESPACE) RELEASE=$(RELEASE) HELM="$(HELM)" \
-                IMAGE_TAG=$(IMAGE_TAG) VALUES="$(VALUES)" HELM_VERSION=$(HELM_VERSION) \
+                IMAGE_TAG=$(IMAGE_TAG) VALUES="$(VALUES)" HELM_VERSION=$(HELM_VERSION) WEB_HOST_PORT=$(WEB_HOST_PORT) \
                 REDPANDA_CHART_VERSION=$(REDPANDA_CHART_VERSION) \
                 SPARK_OPERATOR_CHART_VERSION=$(SPARK_OPERATOR_CHART_VERSION) \
                 KAFKA_UI_CHART_VERSION=$(KAFKA_UI_CHART_VERSION) MEMORY_REQUEST_MIB=$(MEMORY_REQUEST_MIB)
@@ -66,11 +69,11 @@ kind-seed: ## run the in-cluster seed Job again (a copy of the chart's Job; chan
 	$(KIND_KUBECTL) create job "$$new" --from=job/$$job && \
 	echo "kind-seed: started Job $$new; follow it with: $(KIND_KUBECTL) logs -f job/$$new"
 
-ui: ## open the web UI: http://localhost:5000 (kind port mapping), else a port-forward to it
-	@if curl -fsS -m 2 http://localhost:5000/healthz >/dev/null 2>&1; then \
-	  echo "Web UI: http://localhost:5000   Kafka UI: http://localhost:8080"; \
-	else echo "port-forward: http://localhost:5000 (Ctrl-C to stop)"; \
-	  $(KIND_KUBECTL) port-forward svc/$(RELEASE)-web 5000:5000; fi
+ui: ## open the web UI: http://localhost:30500 (kind port mapping), else a port-forward to it
+	@if curl -fsS -m 2 http://localhost:$(WEB_HOST_PORT)/healthz >/dev/null 2>&1; then \
+	  echo "Web UI: http://localhost:$(WEB_HOST_PORT)   Kafka UI: http://localhost:8080"; \
+	else echo "port-forward: http://localhost:$(WEB_HOST_PORT) (Ctrl-C to stop)"; \
+	  $(KIND_KUBECTL) port-forward svc/$(RELEASE)-web $(WEB_HOST_PORT):5000; fi
 
 spark-sql: ## Spark SQL shell in the cluster over the Delta tables (ARGS="-e 'SELECT ...'")
 	@$(KIND_ENV) scripts/kind-spark-sql.sh $(ARGS)

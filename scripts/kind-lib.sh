@@ -39,36 +39,105 @@ check_tools() {
     docker info >/dev/null 2>&1 || die "docker is installed but the daemon does not answer (start Docker Desktop / dockerd)"
 }
 
-# Warn when Docker has less memory than the stack requests (docs/kubernetes.md: memory budget).
-check_docker_memory() {
-    local want_mib="$1" have
-    have="$(docker info --format '{{.MemTotal}}' 2>/dev/null || echo 0)"
-    [ "$have" -gt 0 ] 2>/dev/null || return 0
-    have=$((have / 1024 / 1024))
-    if [ "$have" -lt "$want_mib" ]; then
-        say "  WARNING: Docker has ${have} MiB of memory; the stack requests ~${want_mib} MiB."
-        say "           Give Docker more memory, or see docs/kubernetes.md (Memory budget) for smaller values."
+# The closing hint of every failed run (kind-up.sh runs it from its EXIT trap).
+closing_hint() {
+    say ""
+    say "make kind-up did not finish: see 'make status' and 'make logs', and the troubleshooting section"
+    say "of docs/kubernetes.md. Running 'make kind-up' again is safe: it picks up where it stopped."
+}
+
+# Who listens on a TCP port of this machine. Prints "<command> (pid N)" when it can tell, and returns 0
+# when something listens, 1 when the port is free. ss (Linux) sees every socket, also other users';
+# lsof (macOS) sees the processes it may inspect (AirPlay's ControlCenter on :5000 is the user's own);
+# without either, a connection attempt on 127.0.0.1 and ::1 tells that something listens, not who.
+port_holder() { # <port>
+    local port="$1" out
+    if command -v ss >/dev/null 2>&1; then
+        out="$(ss -Hltnp "sport = :$port" 2>/dev/null)" || out=""
+        [ -n "$out" ] || return 1
+        printf '%s\n' "$out" | sed -n 's/.*users:(("\([^"]*\)",pid=\([0-9]*\).*/\1 (pid \2)/p' | head -n 1
+        return 0
+    fi
+    if command -v lsof >/dev/null 2>&1; then
+        out="$(lsof -nP -iTCP:"$port" -sTCP:LISTEN 2>/dev/null | awk 'NR > 1 { print $1 " (pid " $2 ")"; exit }')"
+        if [ -n "$out" ]; then printf '%s\n' "$out"; return 0; fi
+    fi
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+    (exec 3<>"/dev/tcp/::1/$port") 2>/dev/null && return 0
+    return 1
+}
+
+# Every hostPort of the kind config must be free before `kind create cluster` binds them: report all
+# busy ones at once, naming the process when possible. (Not run when the cluster exists: its own node
+# container holds them then.)
+check_host_ports() { # <kind config file>
+    local port who busy=0
+    while read -r port; do
+        if who="$(port_holder "$port")"; then
+            say "  host port $port is in use${who:+ by $who}"
+            busy=1
+        fi
+    done < <(sed -n 's/^[[:space:]]*hostPort:[[:space:]]*\([0-9][0-9]*\).*/\1/p' "$1")
+    [ "$busy" = 0 ] || die "free the ports above (or change hostPort in $1), then run make kind-up again"
+}
+
+# Docker's VM against what the stack requests (docs/kubernetes.md: Docker resources). kind reserves
+# nothing for the system, so the node can allocate MemTotal minus the kubelet's 100Mi eviction
+# threshold and NCPU cores; MemTotal is what the VM's kernel reports, a few percent under the size
+# set in Docker Desktop (a "10 GiB" VM reports about 9.7 GiB).
+check_docker_resources() { # <memory requests MiB> <cpu requests millicores> <recommended GiB>
+    local want_mib="$1" want_m="$2" gib="$3" info mem cpus have_mib
+    info="$(docker info --format '{{.MemTotal}} {{.NCPU}}' 2>/dev/null)" || return 0
+    read -r mem cpus <<<"$info"
+    if [ "${mem:-0}" -gt 0 ] 2>/dev/null; then
+        have_mib=$((mem / 1024 / 1024))
+        if [ $((have_mib - 100)) -lt "$want_mib" ]; then
+            say "  WARNING: Docker reports ${have_mib} MiB of memory, so kind's node can allocate $((have_mib - 100)) MiB;"
+            say "           the stack requests ${want_mib} MiB: pods would stay Pending. Give Docker >= ${gib} GiB,"
+            say "           or see docs/kubernetes.md (Memory budget) for smaller values."
+        fi
+    fi
+    if [ "${cpus:-0}" -gt 0 ] 2>/dev/null && [ $((cpus * 1000)) -lt "$want_m" ]; then
+        say "  WARNING: Docker has ${cpus} CPUs; the stack requests ${want_m}m: pods would stay Pending."
+        say "           Give Docker >= $(( (want_m + 999) / 1000 )) CPUs."
     fi
 }
 
+# helm upgrade --install of a third-party chart with an explicit timeout (Helm waits for the chart's
+# hook Jobs with it: 5m by default, too short for a first image pull on a slow line) and a progress
+# line before the silent wait.
+helm_install() { # <release> <chart> <version> <namespace> <values file>
+    say "  $1 $3: installing (up to $HELM_TIMEOUT; the first run pulls images)"
+    "$HELM" upgrade --install "$1" "$2" --version "$3" --kube-context "$KUBE_CONTEXT" -n "$4" -f "$5" \
+        --timeout "$HELM_TIMEOUT" >/dev/null
+    say "  $1 $3: installed"
+}
+
 # One progress line per component: "  <name> ... waiting" then "ready in Ns" (or the error).
-# Usage: wait_for <label> <timeout-seconds> <command...>; the command is retried until it succeeds.
+# Usage: wait_for <label> <timeout-seconds> <command...>; the command is retried while it returns 1;
+# 0 is ready, 2 is failed for good (its output says what and where to look): no point in waiting on.
 wait_for() {
     local label="$1" timeout="$2"; shift 2
-    local start now elapsed
+    local start elapsed out rc
     start="$(date +%s)"
     if [ -t 1 ]; then printf '  %-28s waiting' "$label"; fi
     while true; do
-        if "$@" >/dev/null 2>&1; then
-            elapsed=$(( $(date +%s) - start ))
+        if out="$("$@" 2>&1)"; then rc=0; else rc=$?; fi
+        elapsed=$(( $(date +%s) - start ))
+        if [ "$rc" = 0 ]; then
             if [ -t 1 ]; then printf '\r  %-28s ready in %ss   \n' "$label" "$elapsed"
             else printf '  %-28s ready in %ss\n' "$label" "$elapsed"; fi
             return 0
         fi
-        now="$(date +%s)"; elapsed=$(( now - start ))
+        if [ "$rc" -ge 2 ]; then
+            if [ -t 1 ]; then printf '\r'; fi
+            printf '  %-28s FAILED after %ss: %s\n' "$label" "$elapsed" "$out"
+            return 1
+        fi
         if [ "$elapsed" -ge "$timeout" ]; then
             if [ -t 1 ]; then printf '\r  %-28s NOT ready after %ss\n' "$label" "$elapsed"
             else printf '  %-28s NOT ready after %ss\n' "$label" "$elapsed"; fi
+            [ -z "$out" ] || printf '%s\n' "$out" | sed 's/^/    /'
             return 1
         fi
         if [ -t 1 ]; then printf '\r  %-28s waiting %ss ' "$label" "$elapsed"; fi
@@ -89,11 +158,53 @@ sts_ready() { # <namespace> <statefulset>
     have="$(kc -n "$1" get sts "$2" -o jsonpath='{.status.readyReplicas}')" || return 1
     [ -n "$want" ] && [ "${have:-0}" -ge "$want" ]
 }
-jobs_complete() { # <namespace> <label selector>: every Job with the label has succeeded
-    local out
-    out="$(kc -n "$1" get jobs -l "$2" -o jsonpath='{range .items[*]}{.status.succeeded}{" "}{end}')" || return 1
-    [ -n "$out" ] && ! printf '%s' "$out" | grep -qvE '^(1 )+$'
+# Every Job with the label has succeeded (0); one has failed for good (2: its backoffLimit is spent,
+# the Job's Failed condition); else 1.
+jobs_complete() { # <namespace> <label selector>
+    local out name succeeded failed pending=0
+    out="$(kc -n "$1" get jobs -l "$2" -o jsonpath='{range .items[*]}{.metadata.name}{" "}{.status.succeeded}{" "}{.status.conditions[?(@.type=="Failed")].status}{"\n"}{end}')" || return 1
+    [ -n "$out" ] || return 1
+    while read -r name succeeded failed; do
+        [ -n "$name" ] || continue
+        if [ "$succeeded" = True ] || [ "$failed" = True ]; then  # read shifts an empty "succeeded"
+            echo "Job $name failed; see kubectl -n $1 describe job/$name and kubectl -n $1 logs job/$name"
+            return 2
+        fi
+        [ "${succeeded:-0}" -ge 1 ] 2>/dev/null || pending=1
+    done <<<"$out"
+    [ "$pending" = 0 ]
 }
+# RUNNING (0); FAILED, or SUBMISSION_FAILED with the submission retries of its restartPolicy spent
+# (the operator resubmits until then, after onSubmissionFailureRetryInterval): 2; else 1.
 spark_app_running() { # <namespace> <sparkapplication>
-    [ "$(kc -n "$1" get sparkapplication "$2" -o jsonpath='{.status.applicationState.state}')" = RUNNING ]
+    local out state attempts retries message
+    out="$(kc -n "$1" get sparkapplication "$2" -o jsonpath='{.status.applicationState.state}|{.status.submissionAttempts}|{.spec.restartPolicy.onSubmissionFailureRetries}|{.status.applicationState.errorMessage}')" || return 1
+    IFS='|' read -r state attempts retries message <<<"$out"
+    case "$state" in
+        RUNNING) return 0 ;;
+        FAILED) ;;
+        SUBMISSION_FAILED) [ "${attempts:-0}" -gt "${retries:-0}" ] 2>/dev/null || return 1 ;;
+        *) return 1 ;;
+    esac
+    echo "SparkApplication $2 is $state: ${message:-no message}; see kubectl -n $1 describe sparkapplication $2 and make logs C=spark-${2##*-}"
+    return 2
+}
+
+# Pods of ours that are Pending, or running but not Ready (finished Job pods are skipped: the Job
+# waits judge them). One line each: "<namespace>/<pod> <phase> <reason>".
+pods_not_ready() { # <namespace>...
+    local ns out
+    for ns in "$@"; do
+        out="$(kc -n "$ns" get pods -o jsonpath='{range .items[*]}{.metadata.name}{" "}{.status.phase}{" "}{.status.conditions[?(@.type=="Ready")].status}{" "}{.status.containerStatuses[*].state.waiting.reason}{" "}{.status.conditions[?(@.type=="PodScheduled")].reason}{"\n"}{end}')" || { echo "$ns: cannot list pods"; continue; }
+        printf '%s\n' "$out" | awk -v ns="$ns" '
+            NF && $2 != "Succeeded" && $2 != "Failed" && !($2 == "Running" && $3 == "True") {
+                reason = ""; for (i = 4; i <= NF; i++) reason = reason " " $i
+                print ns "/" $1 " " $2 reason "  (kubectl -n " ns " describe pod " $1 ")"
+            }'
+    done
+}
+all_pods_ready() { # <namespace>...
+    local out
+    out="$(pods_not_ready "$@")"
+    [ -z "$out" ] || { printf '%s\n' "$out"; return 1; }
 }

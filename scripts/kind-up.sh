@@ -4,33 +4,42 @@
 #
 # Steps: check tools -> kind cluster -> build + load images -> namespaces -> Redpanda, Spark Operator,
 # Kafka UI (official charts, pinned versions, charts/values/*.yaml) -> wait for Redpanda -> our chart
-# -> wait for every component -> SparkApplications (spark/k8s/) -> seed -> URLs.
+# -> wait for every component -> SparkApplications (spark/k8s/) -> seed -> every pod Ready -> URLs.
+# Every failure ends with the troubleshooting hint (the EXIT trap below).
 #
 # Environment (exported by mk/kind.mk): KIND_CLUSTER NAMESPACE RELEASE HELM IMAGE_TAG VALUES
-# REDPANDA_CHART_VERSION SPARK_OPERATOR_CHART_VERSION KAFKA_UI_CHART_VERSION MEMORY_REQUEST_MIB.
+# REDPANDA_CHART_VERSION SPARK_OPERATOR_CHART_VERSION KAFKA_UI_CHART_VERSION MEMORY_REQUEST_MIB
+# CPU_REQUEST_M DOCKER_MEMORY_GIB WEB_HOST_PORT.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/kind-lib.sh
 . scripts/kind-lib.sh
+trap 'rc=$?; [ "$rc" = 0 ] || closing_hint; exit "$rc"' EXIT
 
 : "${REDPANDA_CHART_VERSION:=26.2.2}" "${SPARK_OPERATOR_CHART_VERSION:=2.5.2}" "${KAFKA_UI_CHART_VERSION:=1.5.2}"
-: "${IMAGE_TAG:=0.1.0}" "${MEMORY_REQUEST_MIB:=10240}" "${VALUES:=}"
+: "${IMAGE_TAG:=0.1.0}" "${VALUES:=}" "${WEB_HOST_PORT:=30500}"
+: "${MEMORY_REQUEST_MIB:=10240}" "${CPU_REQUEST_M:=3000}" "${DOCKER_MEMORY_GIB:=11}"
 TIMEOUT="${KIND_UP_TIMEOUT:-600}"
+# Helm's --timeout also bounds the charts' hook Jobs (Redpanda's post-install configuration Job).
+HELM_TIMEOUT="${KIND_UP_HELM_TIMEOUT:-15m}"
+PODS_TIMEOUT="${KIND_UP_PODS_TIMEOUT:-$(( TIMEOUT < 180 ? TIMEOUT : 180 ))}"
+KIND_CONFIG=kind-config.yaml
 user_values=()
 [ -n "$VALUES" ] && user_values=(-f "$VALUES")
 
 say "== 1/8 tools"
 check_tools
-check_docker_memory "$MEMORY_REQUEST_MIB"
+check_docker_resources "$MEMORY_REQUEST_MIB" "$CPU_REQUEST_M" "$DOCKER_MEMORY_GIB"
 
-say "== 2/8 kind cluster '$KIND_CLUSTER' (kind-config.yaml)"
+say "== 2/8 kind cluster '$KIND_CLUSTER' ($KIND_CONFIG)"
 # The Delta tables land here on the host (kind extraMounts). The Spark pods run as uid 185, which
 # fsGroup cannot reach on a hostPath: the directory is made writable for them.
 mkdir -p data/delta && chmod 0777 data/delta
 if kind get clusters 2>/dev/null | grep -qx "$KIND_CLUSTER"; then
     say "  exists"
 else
-    kind create cluster --name "$KIND_CLUSTER" --config kind-config.yaml --wait 120s
+    check_host_ports "$KIND_CONFIG"
+    kind create cluster --name "$KIND_CLUSTER" --config "$KIND_CONFIG" --wait 120s
 fi
 kc cluster-info >/dev/null || die "cannot reach cluster context $KUBE_CONTEXT"
 
@@ -54,15 +63,10 @@ say "== 5/8 third-party charts (official repositories, pinned versions)"
 "$HELM" repo add spark-operator https://kubeflow.github.io/spark-operator --force-update >/dev/null
 "$HELM" repo add kafbat-ui https://kafbat.github.io/helm-charts --force-update >/dev/null
 "$HELM" repo update redpanda spark-operator kafbat-ui >/dev/null
-"$HELM" upgrade --install redpanda redpanda/redpanda --version "$REDPANDA_CHART_VERSION" \
-    --kube-context "$KUBE_CONTEXT" -n redpanda -f charts/values/redpanda.yaml >/dev/null
-say "  redpanda $REDPANDA_CHART_VERSION"
-"$HELM" upgrade --install spark-operator spark-operator/spark-operator --version "$SPARK_OPERATOR_CHART_VERSION" \
-    --kube-context "$KUBE_CONTEXT" -n spark-operator -f charts/values/spark-operator.yaml >/dev/null
-say "  spark-operator $SPARK_OPERATOR_CHART_VERSION"
-"$HELM" upgrade --install kafka-ui kafbat-ui/kafka-ui --version "$KAFKA_UI_CHART_VERSION" \
-    --kube-context "$KUBE_CONTEXT" -n kafka-ui -f charts/values/kafka-ui.yaml >/dev/null
-say "  kafka-ui $KAFKA_UI_CHART_VERSION"
+helm_install redpanda redpanda/redpanda "$REDPANDA_CHART_VERSION" redpanda charts/values/redpanda.yaml
+helm_install spark-operator spark-operator/spark-operator "$SPARK_OPERATOR_CHART_VERSION" spark-operator \
+    charts/values/spark-operator.yaml
+helm_install kafka-ui kafbat-ui/kafka-ui "$KAFKA_UI_CHART_VERSION" kafka-ui charts/values/kafka-ui.yaml
 
 say "== 6/8 waiting for the platform"
 wait_for "redpanda" "$TIMEOUT" sts_ready redpanda redpanda
@@ -87,11 +91,14 @@ for app in bronze silver gold score; do
     wait_for "spark $app" "$TIMEOUT" spark_app_running "$NAMESPACE" "$RELEASE-$app" || failed=1
 done
 wait_for "seed" "${KIND_SEED_TIMEOUT:-900}" jobs_complete "$NAMESPACE" "app.kubernetes.io/instance=$RELEASE,app.kubernetes.io/component=seed" || failed=1
+# The waits above watch one object each; a pod left Pending (no room on the node) or not Ready
+# elsewhere must not pass for success.
+wait_for "every pod Ready" "$PODS_TIMEOUT" all_pods_ready "$NAMESPACE" redpanda spark-operator kafka-ui || failed=1
 
 cat <<EOF
 
 Marketing Engine is up on kind cluster '$KIND_CLUSTER' (kubectl context $KUBE_CONTEXT).
-  Web UI            http://localhost:5000
+  Web UI            http://localhost:$WEB_HOST_PORT
   Kafka UI          http://localhost:8080
   Kafka (host)      localhost:31092
   Schema Registry   http://localhost:30081
@@ -101,7 +108,6 @@ Next: make status | make logs C=web | make ksql | make spark-sql | make kind-see
 EOF
 if [ "$failed" = 1 ]; then
     say ""
-    say "Some components were not ready in time: see 'make status' and 'make logs', and the"
-    say "troubleshooting section of docs/kubernetes.md. Running 'make kind-up' again is safe."
+    say "Some components were not ready in time or failed (above)."
     exit 1
 fi

@@ -55,11 +55,11 @@ def test_port_mappings_equal_node_ports():
     for m in MAPPINGS:
         assert 30000 <= m["containerPort"] <= 32767, m
         assert m.get("listenAddress") == "127.0.0.1", m
-    # web UI: the chart's NodePort Service, on host port 5000
+    # web UI: the chart's NodePort Service, on the host port of the same number (WEB_HOST_PORT)
     (web,) = [s for s in by_kind(render(()), "Service") if s["metadata"]["name"].endswith("-web")]
     assert web["spec"]["type"] == "NodePort"
     node_port = web["spec"]["ports"][0]["nodePort"]
-    assert by_container[node_port]["hostPort"] == 5000
+    assert by_container[node_port]["hostPort"] == node_port == int(mk_var("WEB_HOST_PORT"))
     # Kafka UI
     kafka_ui = load_yaml(THIRD_PARTY_VALUES / "kafka-ui.yaml")
     assert by_container[kafka_ui["service"]["nodePort"]]["hostPort"] == 8080
@@ -69,6 +69,23 @@ def test_port_mappings_equal_node_ports():
         (port,) = redpanda[listener]["external"]["default"]["advertisedPorts"]
         assert by_container[port]["hostPort"] == port, listener
     assert sorted(by_container) == sorted([node_port, kafka_ui["service"]["nodePort"], 31092, 30081, 30082])
+
+
+# Host ports a laptop commonly has taken: macOS 12+ runs AirPlay Receiver on *:5000 (and :7000).
+MACOS_RESERVED = {5000, 7000}
+
+
+def test_no_host_port_collides_with_macos_airplay():
+    assert not {m["hostPort"] for m in MAPPINGS} & MACOS_RESERVED
+
+
+@pytest.mark.parametrize("path", ["README.md", "docs/kubernetes.md", "mk/kind.mk", "scripts/kind-up.sh",
+                                  "charts/marketing-engine/templates/NOTES.txt"])
+def test_the_web_ui_is_named_on_its_host_port(path):
+    """Every place that tells the user where the web UI is says the mapped host port, not 5000."""
+    text = (REPO / path).read_text()
+    assert "localhost:5000" not in text, path
+    assert not re.search(r"port-forward \S+ 5000:", text), path
 
 
 def test_delta_mount_backs_the_chart_volume():
@@ -127,8 +144,10 @@ def test_kind_up_checks_tools_and_explains_how_to_install_them():
                       ("kafbat-ui", "https://kafbat.github.io/helm-charts")):
         assert f"repo add {repo} {url}" in up
     for values in ("redpanda", "spark-operator", "kafka-ui"):
-        assert f"-f charts/values/{values}.yaml" in up
-    assert up.count("upgrade --install") == 4  # idempotent installs: 3 third-party + ours
+        assert re.search(rf"helm_install {values} .*\\?\s*charts/values/{values}\.yaml", up), values
+    # idempotent installs: 3 third-party (helm_install, with an explicit timeout) + ours
+    assert up.count("helm_install ") == 3 and up.count("upgrade --install") == 1
+    assert re.search(r'upgrade --install .*\n.*--timeout "\$HELM_TIMEOUT"', lib)
 
 
 def test_kind_up_waits_with_one_line_per_component():

@@ -8,7 +8,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
+import time
 from pathlib import Path
 
 import kubernetes_validate
@@ -23,18 +25,35 @@ args=" $* "
 case "$args" in *" -f - "*) cat > /dev/null ;; esac  # like kubectl apply -f -: read the manifest
 case "{tool}" in
   docker)
-    case "$args" in *" info "*"MemTotal"*) echo 17179869184;; esac ;;
+    case "$args" in *" info "*"MemTotal"*) echo "${{FAKE_DOCKER_MEM:-17179869184}} ${{FAKE_DOCKER_CPUS:-8}}";; esac ;;
   kind)
     case "$args" in
       *" get clusters "*) cat "$FAKE_STATE" 2>/dev/null || true ;;
       *" create cluster "*) echo marketing-engine >> "$FAKE_STATE" ;;
     esac ;;
+  helm)
+    case "$args" in
+      *" --install ${{FAKE_HELM_FAIL:-no-such-release}} "*)
+        echo "Error: UPGRADE FAILED: post-upgrade hooks failed: timed out waiting for the condition" >&2; exit 1 ;;
+    esac ;;
+  ss)  # ss -Hltnp 'sport = :PORT'
+    case "$args" in *":${{FAKE_BUSY_PORT:-no-such-port}} "*)
+      echo 'LISTEN 0 128 *:'"$FAKE_BUSY_PORT"' *:* users:(("ControlCenter",pid=4242,fd=9))' ;; esac ;;
+  lsof)  # lsof -nP -iTCP:PORT -sTCP:LISTEN
+    case "$args" in *"-iTCP:${{FAKE_BUSY_PORT:-no-such-port}} "*)
+      echo "COMMAND PID USER FD TYPE DEVICE SIZE/OFF NODE NAME"
+      echo "ControlCe 4242 me 9u IPv6 0x1 0t0 TCP *:$FAKE_BUSY_PORT (LISTEN)" ;; esac ;;
   kubectl)
     case "$args" in
       *"--dry-run=client"*) echo "apiVersion: v1"; echo "kind: Namespace" ;;
       *"${{FAKE_NOT_READY:-no-such-object}} -o jsonpath={{.status.readyReplicas}}"*) printf 0 ;;
-      *"applicationState.state"*) printf RUNNING ;;
-      *"{{range .items"*) printf '1 ' ;;
+      *" get sparkapplication ${{FAKE_SPARK_FAILED:-no-such-app}} "*)
+        printf 'SUBMISSION_FAILED|6|5|failed to run spark-submit: signal: killed' ;;
+      *" get sparkapplication "*) printf 'RUNNING|1|5|' ;;
+      *" get jobs "*"component=${{FAKE_FAILED_JOB:-no-such-job}}"*) printf 'marketing-engine-job-1  True\n' ;;
+      *" get jobs "*) printf 'marketing-engine-job-1 1 \n' ;;
+      *" get pods "*) [ -n "${{FAKE_PODS:-}}" ] && case "$args" in *" -n ${{FAKE_PODS_NS:-marketing-engine}} "*)
+          printf '%b' "$FAKE_PODS" ;; esac; printf 'fine-pod Running True  \n' ;;
       *"jsonpath="*) printf 1 ;;
       *"--overrides="*) for a in "$@"; do case "$a" in --overrides=*) printf '%s' "${{a#--overrides=}}" > "$FAKE_OVERRIDES";; esac; done ;;
     esac ;;
@@ -43,10 +62,11 @@ exit 0
 """
 
 
-FAKED = ("docker", "kind", "kubectl", "helm")
+FAKED = ("docker", "kind", "kubectl", "helm", "ss", "lsof")
+FAKE_DEFAULT = ("docker", "kind", "kubectl", "helm", "ss")
 
 
-def fake_tools(tmp_path: Path, tools: tuple[str, ...] = ("docker", "kind", "kubectl", "helm")) -> dict[str, str]:
+def fake_tools(tmp_path: Path, tools: tuple[str, ...] = FAKE_DEFAULT) -> dict[str, str]:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
     for tool in tools:
@@ -74,6 +94,7 @@ def fake_tools(tmp_path: Path, tools: tuple[str, ...] = ("docker", "kind", "kube
         "HELM": "helm",
         "KIND_UP_TIMEOUT": "5",
         "KIND_SEED_TIMEOUT": "5",
+        "KIND_UP_PODS_TIMEOUT": "1",
     }
 
 
@@ -124,7 +145,7 @@ def test_kind_up_runs_every_step_in_order_and_again_idempotently(tmp_path):
                       "web", "spark bronze", "spark score", "seed"):
         ready = [line for line in out.splitlines() if line.strip().startswith(component + " ") and "ready in" in line]
         assert len(ready) == 1, f"one progress line for {component}:\n{out}"
-    for url in ("http://localhost:5000", "http://localhost:8080", "localhost:31092", "http://localhost:30081",
+    for url in ("http://localhost:30500", "http://localhost:8080", "localhost:31092", "http://localhost:30081",
                 "http://localhost:30082"):
         assert url in out
     # second run: the cluster exists, nothing is created twice, everything else is an upgrade/apply
@@ -144,6 +165,136 @@ def test_kind_up_reports_a_component_that_is_not_ready(tmp_path):
     assert any(line.split() == ["ksqldb", "NOT", "ready", "after", line.split()[-1]] for line in lines), proc.stdout
     assert any(line.strip().startswith("web ") and "ready in" in line for line in lines)  # carries on with the rest
     assert "docs/kubernetes.md" in proc.stdout and "again is safe" in proc.stdout
+
+
+HINT = "troubleshooting section"
+
+
+def test_kind_up_checks_host_ports_before_creating_the_cluster(tmp_path):
+    """Linux: ss sees every listening socket and, when allowed, the process."""
+    env = {**fake_tools(tmp_path), "FAKE_BUSY_PORT": "30081"}
+    proc = run_kind_up(env)
+    assert proc.returncode != 0
+    assert "host port 30081 is in use by ControlCenter (pid 4242)" in proc.stdout, proc.stdout
+    assert not any("create cluster" in c for c in calls(env))
+    # every mapped port was asked about, not only up to the busy one
+    asked = [c for c in calls(env) if c.startswith("ss ")]
+    assert {c.rsplit(":", 1)[1] for c in asked} == {"30500", "8080", "31092", "30081", "30082"}
+    assert HINT in proc.stdout
+
+
+def test_kind_up_names_the_port_holder_with_lsof_on_macos(tmp_path):
+    env = {**fake_tools(tmp_path, tools=("docker", "kind", "kubectl", "helm", "lsof")), "FAKE_BUSY_PORT": "30500"}
+    proc = run_kind_up(env)
+    assert proc.returncode != 0
+    assert "host port 30500 is in use by ControlCe (pid 4242)" in proc.stdout, proc.stdout
+    assert not any("create cluster" in c for c in calls(env))
+
+
+def test_port_holder_without_ss_or_lsof_probes_the_port(tmp_path):
+    env = fake_tools(tmp_path, tools=())  # no ss, no lsof: the /dev/tcp probe
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        probe = ["bash", "-c", f". scripts/kind-lib.sh; port_holder {port}"]
+        assert subprocess.run(probe, cwd=REPO, env=env, timeout=30).returncode == 0
+    assert subprocess.run(probe, cwd=REPO, env=env, timeout=30).returncode == 1
+
+
+def test_a_cluster_that_exists_is_not_port_checked(tmp_path):
+    env = fake_tools(tmp_path)
+    Path(env["FAKE_STATE"]).write_text("marketing-engine\n")
+    env["FAKE_BUSY_PORT"] = "30500"  # held by the cluster's own node container
+    proc = run_kind_up(env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_third_party_installs_have_a_timeout_and_a_progress_line(tmp_path):
+    env = fake_tools(tmp_path)
+    proc = run_kind_up(env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for release in ("redpanda", "spark-operator", "kafka-ui"):
+        assert "--timeout 15m" in calls(env)[index(calls(env), f"--install {release} ")]
+        lines = proc.stdout.splitlines()
+        # a line before Helm's silent wait, and one after it
+        assert "installing (up to 15m" in lines[index(lines, f"  {release} ")]
+        assert lines[index(lines, f"  {release} ") + 1].endswith(": installed")
+
+
+def test_a_failed_install_ends_with_the_hint(tmp_path):
+    env = {**fake_tools(tmp_path), "FAKE_HELM_FAIL": "redpanda"}
+    proc = run_kind_up(env)
+    assert proc.returncode != 0
+    assert "hooks failed" in proc.stderr
+    assert proc.stdout.rstrip().endswith("picks up where it stopped."), proc.stdout
+    assert not any("--install spark-operator " in c for c in calls(env))
+
+
+def test_a_platform_wait_that_times_out_ends_with_the_hint(tmp_path):
+    env = {**fake_tools(tmp_path), "FAKE_NOT_READY": "redpanda", "KIND_UP_TIMEOUT": "1"}
+    proc = run_kind_up(env)
+    assert proc.returncode != 0
+    assert any(line.split()[:3] == ["redpanda", "NOT", "ready"] for line in proc.stdout.splitlines()), proc.stdout
+    assert proc.stdout.rstrip().endswith("picks up where it stopped."), proc.stdout
+
+
+def test_a_failed_seed_job_is_not_waited_for(tmp_path):
+    env = {**fake_tools(tmp_path), "FAKE_FAILED_JOB": "seed", "KIND_SEED_TIMEOUT": "900"}
+    started = time.monotonic()
+    proc = run_kind_up(env)
+    assert time.monotonic() - started < 120  # not the 900 s of the seed's timeout
+    assert proc.returncode != 0
+    (line,) = [line for line in proc.stdout.splitlines() if line.strip().startswith("seed ")]
+    assert "FAILED after" in line and "describe job/marketing-engine-job-1" in line and "logs job/" in line
+    assert HINT in proc.stdout
+
+
+def test_a_spark_application_whose_submissions_are_spent_is_not_waited_for(tmp_path):
+    env = {**fake_tools(tmp_path), "FAKE_SPARK_FAILED": "marketing-engine-gold", "KIND_UP_TIMEOUT": "600"}
+    started = time.monotonic()
+    proc = run_kind_up(env)
+    assert time.monotonic() - started < 120
+    assert proc.returncode != 0
+    (line,) = [line for line in proc.stdout.splitlines() if line.strip().startswith("spark gold ")]
+    assert "SUBMISSION_FAILED" in line and "signal: killed" in line
+    assert "describe sparkapplication marketing-engine-gold" in line and "make logs C=spark-gold" in line
+    assert any(line.strip().startswith("spark score ") and "ready in" in line for line in proc.stdout.splitlines())
+
+
+@pytest.mark.parametrize(("status", "expected"), [
+    ("RUNNING|1|5|", 0),
+    ("SUBMITTED|1|5|", 1),
+    ("SUBMISSION_FAILED|2|5|webhook not ready", 1),  # the operator resubmits: keep waiting
+    ("SUBMISSION_FAILED|6|5|webhook not ready", 2),  # retries spent
+    ("FAILED|1|5|driver exited", 2),
+])
+def test_spark_app_running_tells_waiting_from_failed(tmp_path, status, expected):
+    env = fake_tools(tmp_path, tools=())
+    kubectl = tmp_path / "bin" / "kubectl"
+    kubectl.write_text(f"#!/usr/bin/env bash\nprintf '%s' '{status}'\n")
+    kubectl.chmod(0o755)
+    proc = subprocess.run(["bash", "-c", ". scripts/kind-lib.sh; spark_app_running ns app"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == expected, proc.stdout
+
+
+def test_a_pending_pod_fails_the_run_and_is_named(tmp_path):
+    env = {**fake_tools(tmp_path), "FAKE_PODS": r"redpanda-0 Pending False  Unschedulable\n",
+           "FAKE_PODS_NS": "redpanda"}
+    proc = run_kind_up(env)
+    assert proc.returncode != 0
+    assert "redpanda/redpanda-0 Pending Unschedulable" in proc.stdout, proc.stdout
+    assert "kubectl -n redpanda describe pod redpanda-0" in proc.stdout
+    assert "fine-pod" not in proc.stdout
+    assert HINT in proc.stdout
+
+
+def test_a_running_pod_that_is_not_ready_fails_the_run(tmp_path):
+    env = {**fake_tools(tmp_path), "FAKE_PODS": r"marketing-engine-web-1 Running False CrashLoopBackOff \n"}
+    proc = run_kind_up(env)
+    assert proc.returncode != 0
+    assert "marketing-engine/marketing-engine-web-1 Running CrashLoopBackOff" in proc.stdout, proc.stdout
 
 
 def test_kind_up_says_how_to_install_missing_tools(tmp_path):
