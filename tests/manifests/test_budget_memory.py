@@ -28,6 +28,7 @@ from tests.manifests.chart import (
     spark_memory_mib,
 )
 from tests.manifests.test_overrides_redpanda import MERGED as REDPANDA_VALUES
+from tests.manifests.test_overrides_redpanda import broker
 
 TARGET_MIB = 8 * 1024
 # Spark refuses executor/driver heaps below 1.5 x its 300 MiB reserved memory.
@@ -96,12 +97,11 @@ def budget() -> Budget:
         b.lines.append(Line("marketing-engine", pod.owner.split("/", 1)[1], count,
                             _pod_request(containers, init, "memory"), _pod_request(containers, init, "cpu"),
                             transient=pod.kind == "Job"))
-    # ---- Redpanda: the broker container gets resources.memory.container.min (else max); cores as cpu.
+    # ---- Redpanda: the broker container's requests as the chart derives them (test_overrides_redpanda).
     # The chart sets no requests on its sidecar and its post-install Job, so they add nothing here.
-    container = REDPANDA_VALUES["resources"]["memory"]["container"]
+    rp = broker(REDPANDA_VALUES)
     b.lines.append(Line("redpanda", "redpanda (StatefulSet)", REDPANDA_VALUES["statefulset"]["replicas"],
-                        memory_mib(container.get("min", container["max"])),
-                        cpu_millis(REDPANDA_VALUES["resources"]["cpu"]["cores"])))
+                        rp.request_mib, rp.cpu_request_m))
     # ---- Spark Operator: controller + webhook
     spark_operator = load_yaml(THIRD_PARTY_VALUES / "spark-operator.yaml")
     spark_defaults = load_yaml(SCHEMAS / "spark-operator" / "values.yaml")
@@ -165,9 +165,8 @@ def test_jvms_are_not_starved():
     kafka_ui = load_yaml(THIRD_PARTY_VALUES / "kafka-ui.yaml")
     percent = float(re.search(r"MaxRAMPercentage=([\d.]+)", kafka_ui["envs"]["config"]["JAVA_OPTS"]).group(1))
     assert percent / 100 * memory_mib(kafka_ui["resources"]["limits"]["memory"]) >= 256
-    # Redpanda: 80% of its request for Seastar, above the chart's 256 MiB minimum.
-    container = REDPANDA_VALUES["resources"]["memory"]["container"]
-    assert 0.8 * memory_mib(container["min"]) >= 512
+    # Redpanda: Seastar's share of its request (--memory), well above the chart's 256 MiB minimum.
+    assert broker(REDPANDA_VALUES).memory_mib >= 512
 
 
 def test_the_docs_state_the_budget():

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import copy
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import jsonschema
 import pytest
 
-from tests.manifests.chart import SCHEMAS, THIRD_PARTY_VALUES, load_yaml, memory_mib
+from tests.manifests.chart import SCHEMAS, THIRD_PARTY_VALUES, cpu_millis, load_yaml, memory_mib
 
 REDPANDA = SCHEMAS / "redpanda"
 SCHEMA = json.loads((REDPANDA / "values.schema.json").read_text())
@@ -61,6 +62,8 @@ def test_override_merged_over_defaults_validates():
         {"statefulset": {"replicas": "one"}},
         {"tls": {"enabeld": False}},  # typo
         {"resources": {"memory": {"container": {"max": "2.25Gi"}}}},  # two decimals: the chart's pattern refuses
+        {"resources": {"requests": {"memory": "1.25Gi"}}},
+        {"resources": {"requests": {"cpu": ["500m"]}}},
         {"logging": {"logLevel": "verbose"}},
     ],
 )
@@ -77,31 +80,75 @@ def test_laptop_settings():
     assert MERGED["logging"]["usageStats"]["enabled"] is False
     assert MERGED["statefulset"]["initContainers"]["setDataDirOwnership"]["enabled"] is True
     assert MERGED["storage"]["persistentVolume"]["storageClass"] == "standard"  # kind's local-path class
-    assert MERGED["resources"]["cpu"]["overprovisioned"] is True
+    assert broker(MERGED).overprovisioned is True
     assert MERGED["tests"]["enabled"] is False
 
 
-def redpanda_memory(values: dict) -> tuple[int, int, int]:
-    """(container, --memory, --reserve-memory) in MiB, as the chart computes them (charts/redpanda/memory.go):
-    container = min if set else max; memory = 80% of it; reserve = 0.2% of it + 200 MiB."""
-    container = values["resources"]["memory"]["container"]
-    total = int(memory_mib(container.get("min", container["max"])))
-    return total, int(total * 0.8), int(total * 0.002) + 200
+@dataclass(frozen=True)
+class Broker:
+    """The redpanda container's resources and start flags, as the chart derives them from the values."""
+
+    request_mib: float
+    limit_mib: float
+    cpu_request_m: float
+    smp: int
+    memory_mib: int  # --memory
+    reserve_mib: int  # --reserve-memory
+    overprovisioned: bool
+
+
+def broker(values: dict) -> Broker:
+    """Chart 26.2.2 (its values.yaml, "Pod resource management"; charts/redpanda/memory.go of the operator
+    repository). With resources.requests and resources.limits set, the container gets exactly those and
+    --smp = max(1, floor(cpu request)), --memory = 90% of the memory request, --reserve-memory 0,
+    --overprovisioned when the cpu request < 1000m. Else cpu.cores is request, limit and --smp, and the
+    container memory (memory.container.min if set, else max) gives --memory = 80% of it and
+    --reserve-memory = 0.2% of it + 200 MiB."""
+    res = values["resources"]
+    if res.get("requests") is not None and res.get("limits") is not None:
+        requests, limits = res["requests"], res["limits"]
+        memory = memory_mib(requests.get("memory", limits.get("memory")))
+        cpu = cpu_millis(requests.get("cpu", limits.get("cpu")))
+        return Broker(memory, memory_mib(limits.get("memory", requests.get("memory"))), cpu,
+                      max(1, int(cpu // 1000)), int(memory * 0.9), 0, cpu < 1000)
+    container = res["memory"]["container"]
+    total = memory_mib(container.get("min", container["max"]))
+    cores = cpu_millis(res["cpu"]["cores"])
+    return Broker(total, memory_mib(container["max"]), cores, max(1, int(cores // 1000)), int(total * 0.8),
+                  int(total * 0.002) + 200, bool(res["cpu"].get("overprovisioned")) or cores < 1000)
 
 
 def test_memory_passes_the_chart_render_checks():
     """The chart refuses to render (panics) when Redpanda's share is < 256 MiB or share + reserve exceed the
     container memory."""
-    total, memory, reserve = redpanda_memory(MERGED)
-    assert memory >= 256
-    assert memory + reserve <= total, (total, memory, reserve)
-    container = MERGED["resources"]["memory"]["container"]
-    assert memory_mib(container["min"]) <= memory_mib(container["max"])
+    b = broker(MERGED)
+    assert b.memory_mib >= 256
+    assert b.memory_mib + b.reserve_mib <= b.request_mib <= b.limit_mib, b
 
 
 def test_the_render_check_model_catches_a_too_small_container():
-    total, memory, reserve = redpanda_memory(helm_merge(MERGED, {"resources": {"memory": {"container": {"min": "768Mi"}}}}))
-    assert memory + reserve > total  # 614 + 201 > 768: the chart would refuse this
+    legacy = helm_merge(MERGED, {"resources": {"requests": None, "limits": None,
+                                               "memory": {"container": {"min": "768Mi", "max": "768Mi"}}}})
+    b = broker(legacy)
+    assert b.memory_mib + b.reserve_mib > b.request_mib  # 614 + 201 > 768: the chart would refuse this
+
+
+# Redpanda's start-up check (syschecks::memory): below 1 GiB per shard it aborts unless developer_mode.
+MIN_MIB_PER_SHARD = 1024
+
+
+def test_the_broker_starts_with_its_memory_per_shard():
+    b = broker(MERGED)
+    assert b.smp == 1 and b.memory_mib == 921  # 90% of 1Gi
+    developer_mode = (MERGED.get("config", {}).get("node") or {}).get("developer_mode") is True
+    assert b.memory_mib / b.smp >= MIN_MIB_PER_SHARD or developer_mode, (
+        f"--memory={b.memory_mib}M --smp={b.smp}: under {MIN_MIB_PER_SHARD} MiB per shard without developer_mode")
+
+
+def test_the_broker_is_not_cpu_throttled_to_its_request():
+    b = broker(MERGED)
+    assert b.cpu_request_m <= 500 and b.overprovisioned
+    assert "cpu" not in MERGED["resources"]["limits"]
 
 
 def test_no_latest_images():
