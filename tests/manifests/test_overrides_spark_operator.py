@@ -3,6 +3,8 @@ values, and the settings the pipeline depends on are there."""
 
 from __future__ import annotations
 
+import re
+
 from tests.manifests.chart import (
     NAMESPACE,
     SCHEMAS,
@@ -39,8 +41,41 @@ def test_controller_and_webhook_are_sized():
         resources = OVERRIDE[part]["resources"]
         assert memory_mib(resources["requests"]["memory"]) <= memory_mib(resources["limits"]["memory"])
         assert resources["requests"]["cpu"] and resources["limits"]["cpu"]
-    # spark-submit runs a JVM per submission in the controller: leave it room.
-    assert memory_mib(OVERRIDE["controller"]["resources"]["limits"]["memory"]) >= 512
+
+
+# What one spark-submit JVM needs beyond heap and metaspace (code cache, threads, GC, native), and the
+# controller's own Go process.
+JVM_NATIVE_MIB = 96
+CONTROLLER_MIB = 128
+APPLICATIONS = 4  # bronze, silver, gold, score: applied together by make pipeline
+
+
+def submit_jvm_mib(controller: dict) -> float:
+    """One spark-submit JVM's ceiling from SPARK_SUBMIT_OPTS; without -Xmx the JVM takes 25% of the
+    container limit (cluster mode sets none), without MaxMetaspaceSize metaspace is unbounded."""
+    opts = next((e["value"] for e in controller.get("env", []) if e["name"] == "SPARK_SUBMIT_OPTS"), "")
+    limit = memory_mib(controller["resources"]["limits"]["memory"])
+    heap = re.search(r"-Xmx(\d+[kmg])", opts, re.IGNORECASE)
+    metaspace = re.search(r"-XX:MaxMetaspaceSize=(\d+[kmg])", opts, re.IGNORECASE)
+    if metaspace is None:
+        return float("inf")
+    heap_mib = memory_mib(heap.group(1).upper() + "i") if heap else limit / 4
+    return heap_mib + memory_mib(metaspace.group(1).upper() + "i") + JVM_NATIVE_MIB
+
+
+def test_concurrent_submissions_fit_the_controller_limit():
+    controller = OVERRIDE["controller"]
+    assert controller["workers"] >= APPLICATIONS  # submitted at once, not in turn
+    limit = memory_mib(controller["resources"]["limits"]["memory"])
+    concurrent = min(controller["workers"], APPLICATIONS)
+    assert concurrent * submit_jvm_mib(controller) + CONTROLLER_MIB <= limit, (submit_jvm_mib(controller), limit)
+
+
+def test_the_submission_model_catches_an_unbounded_jvm():
+    controller = {"workers": 4, "env": [], "resources": {"limits": {"memory": "1Gi"}}}
+    assert submit_jvm_mib(controller) == float("inf")
+    controller["env"] = [{"name": "SPARK_SUBMIT_OPTS", "value": "-XX:MaxMetaspaceSize=128m"}]
+    assert 4 * submit_jvm_mib(controller) + CONTROLLER_MIB > 1024  # 4 x (256 + 128 + 96) + 128
 
 
 def test_driver_service_account_matches_the_chart():
