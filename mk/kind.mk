@@ -18,8 +18,11 @@ WEB_HOST_PORT := 30500
 REDPANDA_CHART_VERSION       := 26.2.2
 SPARK_OPERATOR_CHART_VERSION := 2.5.2
 KAFKA_UI_CHART_VERSION       := 1.5.2
-# Total memory requests of the default stack (tests/manifests/test_budget_memory.py prints the figure).
-MEMORY_REQUEST_MIB ?= 9936
+# Requests of the default stack with kind's own pods, and the Docker memory they need
+# (tests/manifests/test_budget_memory.py computes and prints them; kind-up warns when Docker has less).
+MEMORY_REQUEST_MIB ?= 10226
+CPU_REQUEST_M      ?= 2910
+DOCKER_MEMORY_GIB  ?= 11
 
 # Helm: the one on PATH, else the pinned build in .cache/bin (make helm-tool).
 HELM_VERSION := v4.3.1
@@ -30,7 +33,8 @@ KIND_ENV      = KIND_CLUSTER=$(KIND_CLUSTER) NAMESPACE=$(NAMESPACE) RELEASE=$(RE
                 IMAGE_TAG=$(IMAGE_TAG) VALUES="$(VALUES)" HELM_VERSION=$(HELM_VERSION) WEB_HOST_PORT=$(WEB_HOST_PORT) \
                 REDPANDA_CHART_VERSION=$(REDPANDA_CHART_VERSION) \
                 SPARK_OPERATOR_CHART_VERSION=$(SPARK_OPERATOR_CHART_VERSION) \
-                KAFKA_UI_CHART_VERSION=$(KAFKA_UI_CHART_VERSION) MEMORY_REQUEST_MIB=$(MEMORY_REQUEST_MIB)
+                KAFKA_UI_CHART_VERSION=$(KAFKA_UI_CHART_VERSION) MEMORY_REQUEST_MIB=$(MEMORY_REQUEST_MIB) \
+                CPU_REQUEST_M=$(CPU_REQUEST_M) DOCKER_MEMORY_GIB=$(DOCKER_MEMORY_GIB)
 
 # The manifests tier renders the chart with the pinned Helm.
 TEST_MANIFESTS_DEPS += $(HELM_TOOL) chart-sync

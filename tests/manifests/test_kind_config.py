@@ -158,10 +158,14 @@ def test_kind_up_waits_with_one_line_per_component():
     assert 'wait_for "spark $app"' in up
 
 
-def test_memory_figure_in_make_is_the_budget():
-    from tests.manifests.test_budget_memory import budget
+def test_resource_figures_in_make_are_the_budget():
+    from tests.manifests.test_budget_memory import budget, docker_cpus, docker_memory_gib
 
-    assert int(mk_var("MEMORY_REQUEST_MIB")) == round(budget().total_mib)
+    b = budget()
+    assert int(mk_var("MEMORY_REQUEST_MIB")) == round(b.total_mib)
+    assert int(mk_var("CPU_REQUEST_M")) == round(b.cpu_m)
+    assert int(mk_var("DOCKER_MEMORY_GIB")) == docker_memory_gib(b.total_mib)
+    assert docker_cpus(b.cpu_m) == 3
 
 
 @pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck not installed (apt-get install shellcheck)")

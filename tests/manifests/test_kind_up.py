@@ -297,6 +297,22 @@ def test_a_running_pod_that_is_not_ready_fails_the_run(tmp_path):
     assert "marketing-engine/marketing-engine-web-1 Running CrashLoopBackOff" in proc.stdout, proc.stdout
 
 
+@pytest.mark.parametrize(("docker_gib", "cpus", "warned"), [
+    (10, 3, "memory"),  # a "10 GiB" VM reports ~9.7 GiB: not enough for the requests
+    (11, 3, None),
+    (16, 2, "cpu"),
+    (16, 4, None),
+])
+def test_docker_resources_are_compared_with_what_docker_reports(tmp_path, docker_gib, cpus, warned):
+    reported = int(docker_gib * 1024 * 0.97) * 1024 * 1024  # MemTotal: what the VM's kernel reports
+    env = {**fake_tools(tmp_path), "FAKE_DOCKER_MEM": str(reported), "FAKE_DOCKER_CPUS": str(cpus)}
+    proc = run_kind_up(env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    warnings = proc.stdout.split("== 2/8")[0]
+    assert ("Give Docker >= 11 GiB" in warnings) == (warned == "memory"), warnings
+    assert ("Give Docker >= 3 CPUs" in warnings) == (warned == "cpu"), warnings
+
+
 def test_kind_up_says_how_to_install_missing_tools(tmp_path):
     env = fake_tools(tmp_path, tools=("docker",))  # no kind, kubectl, helm
     proc = run_kind_up(env)
