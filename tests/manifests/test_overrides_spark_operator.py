@@ -7,6 +7,7 @@ import re
 
 from tests.manifests.chart import (
     NAMESPACE,
+    REPO,
     SCHEMAS,
     THIRD_PARTY_VALUES,
     load_yaml,
@@ -84,3 +85,12 @@ def test_driver_service_account_matches_the_chart():
     assert chart_values["pipeline"]["serviceAccount"] == "spark-operator-spark"
     assert DEFAULTS["spark"]["serviceAccount"]["create"] is True and not OVERRIDE.get("spark", {}).get(
         "serviceAccount", {}).get("name")
+
+
+def test_troubleshooting_matches_the_webhook_failure_policy():
+    """With failurePolicy Fail a pod the webhook cannot mutate is rejected, not created without the mount."""
+    policy = OVERRIDE["webhook"].get("failurePolicy", DEFAULTS["webhook"]["failurePolicy"])
+    doc = (REPO / "docs" / "kubernetes.md").read_text()
+    assert policy == "Fail"
+    assert f"failurePolicy: {policy}" in doc and "rejected" in doc
+    assert "lacks the `/data/delta` mount" not in doc
