@@ -4,6 +4,7 @@
 #   make kind-up                 # cluster + images + Redpanda + Spark Operator + Kafka UI + chart + pipeline + seed
 #   make kind-up VALUES=my.yaml  # the same with your overrides of charts/marketing-engine/values.yaml
 #   make kind-down               # delete the cluster (./data/delta stays)
+#   make kind-clean-delta        # then empty ./data/delta (start over)
 
 KIND_CLUSTER ?= marketing-engine
 NAMESPACE    ?= marketing-engine
@@ -40,10 +41,13 @@ KIND_ENV      = KIND_CLUSTER=$(KIND_CLUSTER) NAMESPACE=$(NAMESPACE) RELEASE=$(RE
 TEST_MANIFESTS_DEPS += $(HELM_TOOL) chart-sync
 TEST_CLUSTER_DEPS += $(HELM_TOOL) chart-sync
 
-.PHONY: kind-up kind-down kind-seed images pipeline ui spark-sql ksql status logs helm-tool chart-sync chart-render
+.PHONY: kind-up kind-down kind-clean-delta kind-seed images pipeline ui spark-sql ksql status logs helm-tool chart-sync chart-render
 
 kind-up: ## kind cluster + images + Redpanda, Spark Operator, Kafka UI + our chart + pipeline + seed; prints the URLs
 	@$(KIND_ENV) scripts/kind-up.sh
+
+kind-clean-delta: ## empty ./data/delta (the Delta tables; owned by Spark's uid 185) from a container; cluster down first
+	@$(KIND_ENV) scripts/kind-clean-delta.sh
 
 kind-down: ## delete the kind cluster (the Delta tables in ./data/delta stay)
 	@if command -v kind >/dev/null 2>&1 && kind get clusters 2>/dev/null | grep -qx '$(KIND_CLUSTER)'; then \

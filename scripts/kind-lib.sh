@@ -81,6 +81,32 @@ check_host_ports() { # <kind config file>
     [ "$busy" = 0 ] || die "free the ports above (or change hostPort in $1), then run make kind-up again"
 }
 
+# SELinux enforcing on this host (Fedora, RHEL, ...)? Then a bind mount needs relabelling before the
+# node container may use it.
+selinux_enforcing() {
+    if command -v getenforce >/dev/null 2>&1; then
+        [ "$(getenforce 2>/dev/null)" = Enforcing ]
+    else
+        [ "$(cat /sys/fs/selinux/enforce 2>/dev/null)" = 1 ]
+    fi
+}
+
+# The kind config to create the cluster with: kind-config.yaml itself, or on an SELinux-enforcing host
+# a copy whose Delta mount has kind's `selinuxRelabel: true` (the mount gets the shared :z label) and
+# an absolute hostPath (the copy lives elsewhere). Prints the path.
+kind_config_for_host() { # <kind config file>
+    if ! selinux_enforcing; then
+        printf '%s\n' "$1"
+        return 0
+    fi
+    local copy
+    copy="$(mktemp "${TMPDIR:-/tmp}/kind-config.XXXXXX")"
+    sed -e "s|^\([[:space:]]*\)- hostPath: data/delta[[:space:]]*\$|\1- hostPath: $PWD/data/delta\n\1  selinuxRelabel: true|" \
+        "$1" > "$copy"
+    grep -q 'selinuxRelabel: true' "$copy" || die "could not add selinuxRelabel to the Delta mount of $1"
+    printf '%s\n' "$copy"
+}
+
 # Docker's VM against what the stack requests (docs/kubernetes.md: Docker resources). kind reserves
 # nothing for the system, so the node can allocate MemTotal minus the kubelet's 100Mi eviction
 # threshold and NCPU cores; MemTotal is what the VM's kernel reports, a few percent under the size

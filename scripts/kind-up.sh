@@ -39,7 +39,9 @@ if kind get clusters 2>/dev/null | grep -qx "$KIND_CLUSTER"; then
     say "  exists"
 else
     check_host_ports "$KIND_CONFIG"
-    kind create cluster --name "$KIND_CLUSTER" --config "$KIND_CONFIG" --wait 120s
+    config="$(kind_config_for_host "$KIND_CONFIG")"
+    [ "$config" = "$KIND_CONFIG" ] || say "  SELinux is enforcing: the Delta mount is relabelled (selinuxRelabel, $config)"
+    kind create cluster --name "$KIND_CLUSTER" --config "$config" --wait 120s
 fi
 kc cluster-info >/dev/null || die "cannot reach cluster context $KUBE_CONTEXT"
 

@@ -122,7 +122,7 @@ def test_helm_tool_and_chart_sync_are_prerequisites_of_the_chart_tiers():
 
 @pytest.mark.parametrize(
     "target",
-    ["kind-up", "kind-down", "kind-seed", "images", "pipeline", "ui", "spark-sql", "ksql", "status", "logs",
+    ["kind-up", "kind-down", "kind-clean-delta", "kind-seed", "images", "pipeline", "ui", "spark-sql", "ksql", "status", "logs",
      "helm-tool", "chart-sync", "chart-render"],
 )
 def test_targets_are_documented_and_resolve(target):

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import kubernetes_validate
 import pytest
+import yaml
 
 from tests.manifests.chart import KUBE_VERSION, REPO
 
@@ -29,13 +30,15 @@ case "{tool}" in
   kind)
     case "$args" in
       *" get clusters "*) cat "$FAKE_STATE" 2>/dev/null || true ;;
-      *" create cluster "*) echo marketing-engine >> "$FAKE_STATE" ;;
+      *" create cluster "*) echo marketing-engine >> "$FAKE_STATE"
+        prev=""; for a in "$@"; do [ "$prev" = --config ] && cp "$a" "$FAKE_KIND_CONFIG"; prev="$a"; done ;;
     esac ;;
   helm)
     case "$args" in
       *" --install ${{FAKE_HELM_FAIL:-no-such-release}} "*)
         echo "Error: UPGRADE FAILED: post-upgrade hooks failed: timed out waiting for the condition" >&2; exit 1 ;;
     esac ;;
+  getenforce) echo "${{FAKE_SELINUX:-Disabled}}" ;;
   ss)  # ss -Hltnp 'sport = :PORT'
     case "$args" in *":${{FAKE_BUSY_PORT:-no-such-port}} "*)
       echo 'LISTEN 0 128 *:'"$FAKE_BUSY_PORT"' *:* users:(("ControlCenter",pid=4242,fd=9))' ;; esac ;;
@@ -62,7 +65,7 @@ exit 0
 """
 
 
-FAKED = ("docker", "kind", "kubectl", "helm", "ss", "lsof")
+FAKED = ("docker", "kind", "kubectl", "helm", "ss", "lsof", "getenforce")
 FAKE_DEFAULT = ("docker", "kind", "kubectl", "helm", "ss")
 
 
@@ -91,6 +94,7 @@ def fake_tools(tmp_path: Path, tools: tuple[str, ...] = FAKE_DEFAULT) -> dict[st
         "FAKE_LOG": str(tmp_path / "calls.log"),
         "FAKE_STATE": str(tmp_path / "clusters"),
         "FAKE_OVERRIDES": str(tmp_path / "overrides.json"),
+        "FAKE_KIND_CONFIG": str(tmp_path / "kind-config.used.yaml"),
         "HELM": "helm",
         "KIND_UP_TIMEOUT": "5",
         "KIND_SEED_TIMEOUT": "5",
@@ -311,6 +315,54 @@ def test_docker_resources_are_compared_with_what_docker_reports(tmp_path, docker
     warnings = proc.stdout.split("== 2/8")[0]
     assert ("Give Docker >= 11 GiB" in warnings) == (warned == "memory"), warnings
     assert ("Give Docker >= 3 CPUs" in warnings) == (warned == "cpu"), warnings
+
+
+def test_kind_config_is_used_as_it_is_without_selinux(tmp_path):
+    env = fake_tools(tmp_path, tools=(*FAKE_DEFAULT, "getenforce"))
+    proc = run_kind_up(env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "--config kind-config.yaml " in calls(env)[index(calls(env), "create cluster")]
+    assert Path(env["FAKE_KIND_CONFIG"]).read_text() == (REPO / "kind-config.yaml").read_text()
+
+
+def test_selinux_enforcing_relabels_the_delta_mount(tmp_path):
+    env = {**fake_tools(tmp_path, tools=(*FAKE_DEFAULT, "getenforce")), "FAKE_SELINUX": "Enforcing"}
+    proc = run_kind_up(env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "SELinux is enforcing" in proc.stdout
+    used = yaml.safe_load(Path(env["FAKE_KIND_CONFIG"]).read_text())
+    original = yaml.safe_load((REPO / "kind-config.yaml").read_text())
+    (mount,) = used["nodes"][0]["extraMounts"]
+    assert mount == {"hostPath": str(REPO / "data" / "delta"), "containerPath": "/var/lib/marketing-engine/delta",
+                     "selinuxRelabel": True}
+    used["nodes"][0].pop("extraMounts")
+    original["nodes"][0].pop("extraMounts")
+    assert used == original  # nothing else differs
+
+
+def run_clean(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["make", "--no-print-directory", "kind-clean-delta"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_kind_clean_delta_removes_the_tables_from_a_container(tmp_path):
+    env = fake_tools(tmp_path)
+    (REPO / "data" / "delta").mkdir(parents=True, exist_ok=True)
+    proc = run_clean(env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (run,) = [c for c in calls(env) if c.startswith("docker run ")]
+    assert "--rm --security-opt label=disable" in run
+    assert f"-v {REPO / 'data' / 'delta'}:/delta busybox:1.37.0 " in run
+    assert "rm -rf /delta/*" in run
+
+
+def test_kind_clean_delta_refuses_while_the_cluster_runs(tmp_path):
+    env = fake_tools(tmp_path)
+    Path(env["FAKE_STATE"]).write_text("marketing-engine\n")
+    proc = run_clean(env)
+    assert proc.returncode != 0
+    assert "make kind-down first" in proc.stderr
+    assert not any(c.startswith("docker run ") for c in calls(env))
 
 
 def test_kind_up_says_how_to_install_missing_tools(tmp_path):
