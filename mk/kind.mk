@@ -9,8 +9,10 @@
 KIND_CLUSTER ?= marketing-engine
 NAMESPACE    ?= marketing-engine
 RELEASE      ?= marketing-engine
-# Image tag of our images; equals images.{app,spark}.tag in charts/marketing-engine/values.yaml (tested).
-IMAGE_TAG    ?= 0.1.0
+# Tags of our images: the chart's images.{app,spark}.tag (0.1.0) plus a digest of each image's build
+# inputs (scripts/image-tag.sh), so a rebuilt image is a new tag and `make kind-up` rolls it out.
+APP_IMAGE_TAG   ?= $(shell scripts/image-tag.sh app)
+SPARK_IMAGE_TAG ?= $(shell scripts/image-tag.sh spark)
 VALUES       ?=
 # Host port of the web UI: kind-config.yaml maps it to the web Service's nodePort (the same number).
 # Not 5000, which AirPlay Receiver holds on macOS 12+.
@@ -31,7 +33,8 @@ HELM_TOOL    := $(CACHE)/bin/helm
 HELM          = $(or $(shell command -v helm 2>/dev/null),$(HELM_TOOL))
 KIND_KUBECTL  = kubectl --context kind-$(KIND_CLUSTER) -n $(NAMESPACE)
 KIND_ENV      = KIND_CLUSTER=$(KIND_CLUSTER) NAMESPACE=$(NAMESPACE) RELEASE=$(RELEASE) HELM="$(HELM)" \
-                IMAGE_TAG=$(IMAGE_TAG) VALUES="$(VALUES)" HELM_VERSION=$(HELM_VERSION) WEB_HOST_PORT=$(WEB_HOST_PORT) \
+                APP_IMAGE_TAG=$(APP_IMAGE_TAG) SPARK_IMAGE_TAG=$(SPARK_IMAGE_TAG) IMAGE_TAG=$(SPARK_IMAGE_TAG) \
+                VALUES="$(VALUES)" HELM_VERSION=$(HELM_VERSION) WEB_HOST_PORT=$(WEB_HOST_PORT) \
                 REDPANDA_CHART_VERSION=$(REDPANDA_CHART_VERSION) \
                 SPARK_OPERATOR_CHART_VERSION=$(SPARK_OPERATOR_CHART_VERSION) \
                 KAFKA_UI_CHART_VERSION=$(KAFKA_UI_CHART_VERSION) MEMORY_REQUEST_MIB=$(MEMORY_REQUEST_MIB) \
@@ -54,20 +57,21 @@ kind-down: ## delete the kind cluster (the Delta tables in ./data/delta stay)
 	  kind delete cluster --name '$(KIND_CLUSTER)'; \
 	else echo "kind-down: no cluster '$(KIND_CLUSTER)'"; fi
 
-images: ## build the marketing-engine/app and /spark images (tag IMAGE_TAG) and kind-load them
+images: ## build the marketing-engine/app and /spark images (content tags, scripts/image-tag.sh) and kind-load them
 	@command -v docker >/dev/null 2>&1 || { echo "images: docker not found (https://docs.docker.com/get-docker/)"; exit 1; }
-	docker build -f images/app/Dockerfile -t marketing-engine/app:$(IMAGE_TAG) .
-	docker build -f images/spark/Dockerfile -t marketing-engine/spark:$(IMAGE_TAG) .
+	docker build -f images/app/Dockerfile -t marketing-engine/app:$(APP_IMAGE_TAG) .
+	docker build -f images/spark/Dockerfile -t marketing-engine/spark:$(SPARK_IMAGE_TAG) .
 	@if command -v kind >/dev/null 2>&1 && kind get clusters 2>/dev/null | grep -qx '$(KIND_CLUSTER)'; then \
-	  kind load docker-image --name '$(KIND_CLUSTER)' marketing-engine/app:$(IMAGE_TAG) marketing-engine/spark:$(IMAGE_TAG); \
+	  kind load docker-image --name '$(KIND_CLUSTER)' marketing-engine/app:$(APP_IMAGE_TAG) marketing-engine/spark:$(SPARK_IMAGE_TAG); \
 	else echo "images: built; no kind cluster '$(KIND_CLUSTER)' to load them into yet"; fi
 
-pipeline: chart-sync ## apply the four SparkApplication CRs (spark/k8s/, or rendered with PIPELINE_VALUES=file)
-	@if [ -n "$(PIPELINE_VALUES)" ]; then \
-	  "$(HELM)" template $(RELEASE) charts/marketing-engine -n $(NAMESPACE) --set pipeline.enabled=true \
-	    --set managedBy=kubectl -f "$(PIPELINE_VALUES)" --show-only templates/spark-applications.yaml \
-	    | $(KIND_KUBECTL) apply -f -; \
-	else $(KIND_KUBECTL) apply -f spark/k8s/; fi
+# Rendered from the chart (spark/k8s/ is that rendering with the default values, tested) so the
+# SparkApplications name the Spark image's content tag: a rebuilt image changes their spec and the
+# Spark Operator resubmits them.
+pipeline: chart-sync ## apply the four SparkApplication CRs (= spark/k8s/ with the image's content tag; PIPELINE_VALUES=file adds your values)
+	@"$(HELM)" template $(RELEASE) charts/marketing-engine -n $(NAMESPACE) --set pipeline.enabled=true \
+	  --set managedBy=kubectl --set images.spark.tag=$(SPARK_IMAGE_TAG) $(if $(PIPELINE_VALUES),-f "$(PIPELINE_VALUES)") \
+	  --show-only templates/spark-applications.yaml | $(KIND_KUBECTL) apply -f -
 
 kind-seed: ## run the in-cluster seed Job again (a copy of the chart's Job; change sizes with helm --set seed.*)
 	@job=$$($(KIND_KUBECTL) get jobs -l app.kubernetes.io/instance=$(RELEASE),app.kubernetes.io/component=seed \

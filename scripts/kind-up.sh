@@ -7,7 +7,7 @@
 # -> wait for every component -> SparkApplications (spark/k8s/) -> seed -> every pod Ready -> URLs.
 # Every failure ends with the troubleshooting hint (the EXIT trap below).
 #
-# Environment (exported by mk/kind.mk): KIND_CLUSTER NAMESPACE RELEASE HELM IMAGE_TAG VALUES
+# Environment (exported by mk/kind.mk): KIND_CLUSTER NAMESPACE RELEASE HELM APP_IMAGE_TAG SPARK_IMAGE_TAG VALUES
 # REDPANDA_CHART_VERSION SPARK_OPERATOR_CHART_VERSION KAFKA_UI_CHART_VERSION MEMORY_REQUEST_MIB
 # CPU_REQUEST_M DOCKER_MEMORY_GIB WEB_HOST_PORT.
 set -euo pipefail
@@ -17,7 +17,8 @@ cd "$(dirname "$0")/.."
 trap 'rc=$?; [ "$rc" = 0 ] || closing_hint; exit "$rc"' EXIT
 
 : "${REDPANDA_CHART_VERSION:=26.2.2}" "${SPARK_OPERATOR_CHART_VERSION:=2.5.2}" "${KAFKA_UI_CHART_VERSION:=1.5.2}"
-: "${IMAGE_TAG:=0.1.0}" "${VALUES:=}" "${WEB_HOST_PORT:=30500}"
+: "${APP_IMAGE_TAG:=$(scripts/image-tag.sh app)}" "${SPARK_IMAGE_TAG:=$(scripts/image-tag.sh spark)}"
+: "${VALUES:=}" "${WEB_HOST_PORT:=30500}"
 : "${MEMORY_REQUEST_MIB:=10240}" "${CPU_REQUEST_M:=3000}" "${DOCKER_MEMORY_GIB:=11}"
 TIMEOUT="${KIND_UP_TIMEOUT:-600}"
 # Helm's --timeout also bounds the charts' hook Jobs (Redpanda's post-install configuration Job).
@@ -45,8 +46,8 @@ else
 fi
 kc cluster-info >/dev/null || die "cannot reach cluster context $KUBE_CONTEXT"
 
-say "== 3/8 images (marketing-engine/app:$IMAGE_TAG, marketing-engine/spark:$IMAGE_TAG)"
-make --no-print-directory images
+say "== 3/8 images (marketing-engine/app:$APP_IMAGE_TAG, marketing-engine/spark:$SPARK_IMAGE_TAG)"
+make --no-print-directory images APP_IMAGE_TAG="$APP_IMAGE_TAG" SPARK_IMAGE_TAG="$SPARK_IMAGE_TAG"
 
 say "== 4/8 namespaces"
 for ns in "$NAMESPACE" redpanda spark-operator kafka-ui; do
@@ -79,7 +80,7 @@ wait_for "kafka-ui" "$TIMEOUT" deploy_ready kafka-ui kafka-ui
 say "== 7/8 marketing-engine chart (release $RELEASE, namespace $NAMESPACE)"
 make --no-print-directory chart-sync >/dev/null
 "$HELM" upgrade --install "$RELEASE" charts/marketing-engine --kube-context "$KUBE_CONTEXT" -n "$NAMESPACE" \
-    --set images.app.tag="$IMAGE_TAG" --set images.spark.tag="$IMAGE_TAG" ${user_values[@]+"${user_values[@]}"} >/dev/null
+    --set images.app.tag="$APP_IMAGE_TAG" --set images.spark.tag="$SPARK_IMAGE_TAG" ${user_values[@]+"${user_values[@]}"} >/dev/null
 failed=0
 wait_for "topics" "$TIMEOUT" jobs_complete "$NAMESPACE" "app.kubernetes.io/instance=$RELEASE,app.kubernetes.io/component=topics" || failed=1
 wait_for "redis" "$TIMEOUT" deploy_ready "$NAMESPACE" "$RELEASE-redis" || failed=1
@@ -87,8 +88,8 @@ wait_for "ksqldb" "$TIMEOUT" deploy_ready "$NAMESPACE" "$RELEASE-ksqldb" || fail
 wait_for "ksql-operator" "$TIMEOUT" deploy_ready "$NAMESPACE" "$RELEASE-ksql-operator" || failed=1
 wait_for "web" "$TIMEOUT" deploy_ready "$NAMESPACE" "$RELEASE-web" || failed=1
 
-say "== 8/8 Spark pipeline (spark/k8s/) and seed"
-make --no-print-directory pipeline >/dev/null
+say "== 8/8 Spark pipeline (spark/k8s/ with the Spark image's tag) and seed"
+make --no-print-directory pipeline SPARK_IMAGE_TAG="$SPARK_IMAGE_TAG" >/dev/null
 for app in bronze silver gold score; do
     wait_for "spark $app" "$TIMEOUT" spark_app_running "$NAMESPACE" "$RELEASE-$app" || failed=1
 done

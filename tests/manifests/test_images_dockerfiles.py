@@ -66,12 +66,14 @@ def test_every_chart_image_is_ours_or_pinned_third_party():
     assert set(ours) <= seen
 
 
-def test_make_builds_every_image_of_ours_with_the_chart_tag():
+def test_make_builds_every_image_of_ours_with_its_content_tag():
     mk = (REPO / "mk" / "kind.mk").read_text()
     for key, (path, _, _) in OURS.items():
         rel = path.relative_to(REPO)
-        assert f"docker build -f {rel} -t marketing-engine/{key}:$(IMAGE_TAG) ." in mk
-        assert f"marketing-engine/{key}:$(IMAGE_TAG)" in mk.split("kind load docker-image", 1)[1]
+        var = f"$({key.upper()}_IMAGE_TAG)"
+        assert f"docker build -f {rel} -t marketing-engine/{key}:{var} ." in mk
+        assert f"marketing-engine/{key}:{var}" in mk.split("kind load docker-image", 1)[1]
+        assert re.search(rf"^{key.upper()}_IMAGE_TAG\s*\?=\s*\$\(shell scripts/image-tag.sh {key}\)$", mk, re.MULTILINE)
 
 
 @pytest.mark.parametrize("key", OURS)

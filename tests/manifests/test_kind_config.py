@@ -108,9 +108,12 @@ def test_chart_versions_in_make_equal_the_validated_ones():
     assert mk_var("SPARK_OPERATOR_CHART_VERSION") == "2.5.2" and "v1beta2" in crd
 
 
-def test_image_tag_in_make_equals_the_chart():
+def test_image_tags_in_make_are_the_chart_tag_plus_a_content_digest():
     images = default_values()["images"]
-    assert mk_var("IMAGE_TAG") == images["app"]["tag"] == images["spark"]["tag"]
+    for key in ("app", "spark"):
+        tag = subprocess.run(["scripts/image-tag.sh", key], cwd=REPO, capture_output=True, text=True,
+                             check=True, timeout=60).stdout.strip()
+        assert re.fullmatch(rf"{re.escape(images[key]['tag'])}-[0-9a-f]{{12}}", tag), tag
 
 
 def test_helm_tool_and_chart_sync_are_prerequisites_of_the_chart_tiers():

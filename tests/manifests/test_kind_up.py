@@ -17,13 +17,13 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.manifests.chart import KUBE_VERSION, REPO
+from tests.manifests.chart import KUBE_VERSION, REPO, helm_bin
 
 FAKE = r"""#!/usr/bin/env bash
 # fake {tool}: record the call, answer what the scripts ask
 echo "{tool} $*" >> "$FAKE_LOG"
 args=" $* "
-case "$args" in *" -f - "*) cat > /dev/null ;; esac  # like kubectl apply -f -: read the manifest
+case "$args" in *" -f - "*) cat >> "$FAKE_APPLIED" ;; esac  # like kubectl apply -f -: read the manifest
 case "{tool}" in
   docker)
     case "$args" in *" info "*"MemTotal"*) echo "${{FAKE_DOCKER_MEM:-17179869184}} ${{FAKE_DOCKER_CPUS:-8}}";; esac ;;
@@ -35,6 +35,7 @@ case "{tool}" in
     esac ;;
   helm)
     case "$args" in
+      " template "*) exec "$REAL_HELM" "$@" ;;  # rendering needs no cluster: the pinned Helm does it
       *" --install ${{FAKE_HELM_FAIL:-no-such-release}} "*)
         echo "Error: UPGRADE FAILED: post-upgrade hooks failed: timed out waiting for the condition" >&2; exit 1 ;;
     esac ;;
@@ -95,6 +96,8 @@ def fake_tools(tmp_path: Path, tools: tuple[str, ...] = FAKE_DEFAULT) -> dict[st
         "FAKE_STATE": str(tmp_path / "clusters"),
         "FAKE_OVERRIDES": str(tmp_path / "overrides.json"),
         "FAKE_KIND_CONFIG": str(tmp_path / "kind-config.used.yaml"),
+        "FAKE_APPLIED": str(tmp_path / "applied.yaml"),
+        "REAL_HELM": str(helm_bin()),
         "HELM": "helm",
         "KIND_UP_TIMEOUT": "5",
         "KIND_SEED_TIMEOUT": "5",
@@ -119,23 +122,30 @@ def index(lines: list[str], needle: str) -> int:
     return hits[0]
 
 
+def image_tag(key: str) -> str:
+    return subprocess.run(["scripts/image-tag.sh", key], cwd=REPO, capture_output=True, text=True, check=True,
+                          timeout=60).stdout.strip()
+
+
 def test_kind_up_runs_every_step_in_order_and_again_idempotently(tmp_path):
     env = fake_tools(tmp_path)
     first = run_kind_up(env)
     assert first.returncode == 0, first.stdout + first.stderr
     log = calls(env)
+    app, spark = image_tag("app"), image_tag("spark")
     order = [
         index(log, "kind create cluster --name marketing-engine --config kind-config.yaml"),
-        index(log, "docker build -f images/app/Dockerfile -t marketing-engine/app:0.1.0 ."),
-        index(log, "docker build -f images/spark/Dockerfile -t marketing-engine/spark:0.1.0 ."),
-        index(log, "kind load docker-image --name marketing-engine marketing-engine/app:0.1.0 marketing-engine/spark:0.1.0"),
+        index(log, f"docker build -f images/app/Dockerfile -t marketing-engine/app:{app} ."),
+        index(log, f"docker build -f images/spark/Dockerfile -t marketing-engine/spark:{spark} ."),
+        index(log, f"kind load docker-image --name marketing-engine marketing-engine/app:{app} marketing-engine/spark:{spark}"),
         index(log, "kubectl --context kind-marketing-engine create namespace marketing-engine"),
         index(log, "helm upgrade --install redpanda redpanda/redpanda --version 26.2.2"),
         index(log, "helm upgrade --install spark-operator spark-operator/spark-operator --version 2.5.2"),
         index(log, "helm upgrade --install kafka-ui kafbat-ui/kafka-ui --version 1.5.2"),
         index(log, "get sts redpanda"),
         index(log, "helm upgrade --install marketing-engine charts/marketing-engine"),
-        index(log, "apply -f spark/k8s/"),
+        index(log, f"helm template marketing-engine charts/marketing-engine -n marketing-engine --set pipeline.enabled=true --set managedBy=kubectl --set images.spark.tag={spark} "),
+        index(log, "kubectl --context kind-marketing-engine -n marketing-engine apply -f -"),
         index(log, "get sparkapplication marketing-engine-score"),
     ]
     assert order == sorted(order), "steps out of order:\n" + "\n".join(log)
