@@ -129,9 +129,10 @@ check_docker_resources() { # <memory requests MiB> <cpu requests millicores> <re
     fi
 }
 
-# helm upgrade --install of a third-party chart with an explicit timeout (Helm waits for the chart's
-# hook Jobs with it: 5m by default, too short for a first image pull on a slow line) and a progress
-# line before the silent wait.
+# helm upgrade --install of a third-party chart with an explicit timeout and a progress line before the
+# silent wait. Helm 4 waits for a chart's hook Jobs even without --wait (its default strategy is
+# hookOnly), each up to --timeout, 5m by default (`helm upgrade --help`, v4.3.1): too short for the
+# first image pull of Redpanda's post-install configuration Job on a slow line.
 helm_install() { # <release> <chart> <version> <namespace> <values file>
     say "  $1 $3: installing (up to $HELM_TIMEOUT; the first run pulls images)"
     "$HELM" upgrade --install "$1" "$2" --version "$3" --kube-context "$KUBE_CONTEXT" -n "$4" -f "$5" \
