@@ -8,7 +8,7 @@ WEBAPP_TESTS := tests/unit/test_webapp_*.py tests/engines/test_webapp_*.py
 
 .PHONY: webapp-dev webapp-serve webapp-test webapp-bench
 
-webapp-dev: venv ## web UI development server on PORT (default 5000), APP_ENV=development
+webapp-dev: venv ## web UI development server on PORT (default 5000; on macOS pick another, AirPlay holds 5000), APP_ENV=development
 	@APP_ENV=$${APP_ENV:-development} $(PY) -m webapp
 
 webapp-serve: venv ## web UI under gunicorn as in the image (needs SECRET_KEY; WEB_WORKERS, WEB_THREADS)

@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/kind-lib.sh
 . scripts/kind-lib.sh
-: "${IMAGE_TAG:=0.1.0}"
+: "${IMAGE_TAG:=$(scripts/image-tag.sh spark)}"
 # The chart's delta.mountPath (DELTA_ROOT inside the pods). Not $DELTA_ROOT: make exports the host's.
 DELTA_MOUNT=/data/delta
 pod="spark-sql-$(date +%s)"

@@ -80,7 +80,7 @@ def test_no_host_port_collides_with_macos_airplay():
 
 
 @pytest.mark.parametrize("path", ["README.md", "docs/kubernetes.md", "mk/kind.mk", "scripts/kind-up.sh",
-                                  "charts/marketing-engine/templates/NOTES.txt"])
+                                  "charts/marketing-engine/templates/NOTES.txt", "DEMO.md"])
 def test_the_web_ui_is_named_on_its_host_port(path):
     """Every place that tells the user where the web UI is says the mapped host port, not 5000."""
     text = (REPO / path).read_text()
