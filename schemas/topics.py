@@ -13,6 +13,7 @@ from functools import cache
 from pathlib import Path
 
 AVRO_DIR = Path(__file__).resolve().parent / "avro"
+JSON_DIR = Path(__file__).resolve().parent / "json"
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,7 @@ class Topic:
     producers: tuple[str, ...]
     schema_file: str | None = None  # Avro contract under schemas/avro/, for value_format == "avro"
     partitions: int = 3
+    json_schema_file: str | None = None  # JSON Schema contract under schemas/json/, for value_format == "json"
 
     @property
     def subject(self) -> str:
@@ -43,8 +45,14 @@ ORDER_PLACED = Topic("dom.order.placed.v1", "avro", "string", ("seed", "webapp")
 ACTIVATION_STATUS = Topic(
     "dom.activation.delivery.status.v1", "avro", "string", ("seed", "webapp"), "activation_delivery_status.avsc"
 )
-ORDER_ENRICHED = Topic("dom.customer.order.enriched.v1", "json", "string", ("ksqldb",))
-CUSTOMER_CONSOLIDATED = Topic("dom.customer.consolidated.v1", "json", "string", ("ksqldb",))
+# ksqlDB's JSON outputs have no registry subject: their contracts are JSON Schemas, checked against
+# what the ksql/ topology emits by tests/unit/test_ksql_json_contracts.py.
+ORDER_ENRICHED = Topic(
+    "dom.customer.order.enriched.v1", "json", "string", ("ksqldb",), json_schema_file="customer_order_enriched.json"
+)
+CUSTOMER_CONSOLIDATED = Topic(
+    "dom.customer.consolidated.v1", "json", "string", ("ksqldb",), json_schema_file="customer_consolidated.json"
+)
 SEGMENT_MATERIALIZED = Topic(
     "dom.segment.materialized.v1", "avro", "string", ("ksqldb",), "segment_materialized.avsc"
 )
@@ -80,3 +88,9 @@ def topic(name: str) -> Topic:
 def load_schema_str(schema_file: str) -> str:
     """The schema as a compact canonical JSON string (what is registered)."""
     return json.dumps(json.loads((AVRO_DIR / schema_file).read_text()), separators=(",", ":"))
+
+
+@cache
+def load_json_schema(json_schema_file: str) -> dict:
+    """A JSON Schema contract of schemas/json/ (cached: callers must not mutate it)."""
+    return json.loads((JSON_DIR / json_schema_file).read_text())
