@@ -162,7 +162,7 @@ def test_consolidated_view_is_built_from_profiles_and_left_joins_the_summaries()
     assert from_at < joins[0]
     cols = projection(src)
     for needed in ["customer_id", "first_name", "last_name", "email", "lifecycle_stage", "is_active",
-                   "lifetime_value", "order_count", "last_order_at", "delivered_count", "failed_count", "bounced_count",
+                   "lifetime_value", "order_count", "last_order_at", "activations_delivered", "activations_failed", "activations_bounced",
                    "last_engagement_at"]:
         assert needed in cols
     assert {"T_ORDER_SUMMARY", "T_ACTIVATION_SUMMARY"} <= set(src.reads)
