@@ -1,4 +1,5 @@
-"""Web UI: Flask app (customer table on a Redis cache, customer actions, live refresh, JSON API, probes).
+"""Web UI: Flask app (customer table, customer page, insights, actions, live refresh, JSON API, probes) on a
+Redis cache written only by the feeder (``python -m webapp.feeder``).
 
 Entry points: ``python -m webapp`` (development server on PORT, default 5000) and gunicorn with
 ``gunicorn -c python:webapp.gunicorn_conf`` (the image), which serves ``webapp:create_app()``.

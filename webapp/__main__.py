@@ -34,7 +34,8 @@ def main() -> int:
     from webapp.app import create_app
 
     app = create_app(settings)
-    # threaded, no reloader (it would start a second consumer), never the debugger (remote code execution)
+    # threaded, no reloader, never the debugger (remote code execution). The cache is fed by another
+    # process: `python -m webapp.feeder` (make webapp-feeder).
     app.run(host=settings.bind_host, port=settings.port, debug=False, use_reloader=False, threaded=True)
     return 0
 

@@ -1,4 +1,5 @@
-"""JSON API: /api/customers (paging, sort, search), /api/customers/<id>, /api/status (live refresh)."""
+"""JSON API: /api/customers (paging, sort, search), /api/customers/<id> (the same fields as a list item),
+/api/customers/<id>/history, /api/insights (every number of the insights page), /api/status (live refresh)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,10 @@ def unavailable(exc: BaseException) -> ResponseReturnValue:
         {"Retry-After": "2"}
 
 
+def invalid_id() -> ResponseReturnValue:
+    return jsonify({"error": "invalid customer id", "reason": "ids are 1-64 letters, digits, _ . : -"}), 400
+
+
 @bp.get("/customers")
 def customers() -> ResponseReturnValue:
     rt = runtime()
@@ -40,15 +45,37 @@ def customers() -> ResponseReturnValue:
 @bp.get("/customers/<customer_id>")
 def customer(customer_id: str) -> ResponseReturnValue:
     if not model.valid_customer_id(customer_id):
-        return jsonify({"error": "invalid customer id", "reason": "ids are 1-64 letters, digits, _ . : -"}), 400
-    rt = runtime()
+        return invalid_id()
     try:
-        found = rt.cache.customer(customer_id)
+        found, _ = runtime().cache.customer(customer_id)
     except RedisError as exc:
         return unavailable(exc)
     if found is None:
         return jsonify({"error": "not found", "reason": f"customer {customer_id} is not in the cache"}), 404
     return jsonify(found)
+
+
+@bp.get("/customers/<customer_id>/history")
+def history(customer_id: str) -> ResponseReturnValue:
+    """Score history, segment changes, recent orders and engagements (newest first, bounded per customer)."""
+    if not model.valid_customer_id(customer_id):
+        return invalid_id()
+    try:
+        _, found = runtime().cache.customer(customer_id)
+    except RedisError as exc:
+        return unavailable(exc)
+    return jsonify({"customer_id": customer_id, **found})
+
+
+@bp.get("/insights")
+def insights() -> ResponseReturnValue:
+    try:
+        found = runtime().cache.insights()
+    except RedisError as exc:
+        return unavailable(exc)
+    body = found.as_json()
+    body["feeder"] = None if found.feeder is None else found.feeder.as_json()
+    return jsonify(body)
 
 
 @bp.get("/status")

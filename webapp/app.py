@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import logging
 import secrets
+import time
 import weakref
 from typing import Any
 
@@ -12,7 +13,7 @@ from flask import Flask, Response, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from jinja2 import Undefined
 
-from webapp import api, health, ui
+from webapp import api, charts, health, ui
 from webapp.model import iso
 from webapp.runtime import Runtime
 from webapp.settings import WebSettings
@@ -40,10 +41,8 @@ def create_app(settings: WebSettings | None = None) -> Flask:
     ``webapp:create_app()``). Raises ConfigError (one line) on unusable settings, e.g. production
     without SECRET_KEY.
 
-    The cache consumer thread is started here, in the process that builds the app, and re-checked
-    (pid-guarded, restarted if it ever died) by every health evaluation. Under gunicorn the app is
-    built in each worker after the fork (``preload_app = False`` in webapp.gunicorn_conf), so each
-    worker runs exactly one consumer thread.
+    The app only reads Redis (the feeder, ``python -m webapp.feeder``, is the cache's one writer) and
+    publishes the visitors' actions with the seed's publisher.
     """
     if settings is None:
         settings = WebSettings.from_env()
@@ -96,9 +95,7 @@ def create_app(settings: WebSettings | None = None) -> Flask:
     def too_large(exc: Exception) -> Any:
         return render_template("error.html", title="Too large", message="The form was too large."), 413
 
-    if runtime.feeder is not None:
-        runtime.feeder.ensure_running()
-    # Stop the consumer (leaving the group cleanly) and flush the publisher at interpreter exit.
+    # Flush the publisher at interpreter exit.
     ref = weakref.ref(runtime)
     atexit.register(lambda: (rt := ref()) is not None and rt.close())
     return app
@@ -129,5 +126,17 @@ def _register_filters(app: Flask, settings: WebSettings) -> None:
     def text(value: Any) -> str:
         return "—" if _missing(value) else str(value)
 
-    app.jinja_env.filters.update(money=money, number=number, score=score, when=when, when_short=when_short, text=text)
-    app.jinja_env.globals.update(refresh_ms=settings.refresh_ms, app_env=settings.app_env)
+    def ago(millis: Any) -> str:
+        if not isinstance(millis, int) or isinstance(millis, bool):
+            return "—"
+        seconds = max(0, int(time.time() - millis / 1000))
+        for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+            if seconds >= size:
+                return f"{seconds // size} {unit} ago"
+        return f"{seconds} s ago"
+
+    app.jinja_env.filters.update(money=money, number=number, score=score, when=when, when_short=when_short, text=text,
+                                 ago=ago)
+    app.jinja_env.globals.update(refresh_ms=settings.refresh_ms, app_env=settings.app_env, bars=charts.bars,
+                                 histogram=charts.histogram, heat_class=charts.heat_class,
+                                 sparkline=charts.sparkline)

@@ -1,39 +1,44 @@
-"""The Redis cache behind the customer table: layout, the batch writer and the bounded readers.
+"""The Redis cache behind the web UI: its layout, the one writer (the feeder) and the bounded readers.
 
-Layout (all keys under a few fixed prefixes, so a reset never touches anything else in a shared Redis):
+Layout (a few fixed prefixes, so a reset never touches anything else in a shared Redis):
 
-``customer:<id>``           HASH  the customer's fields (strings), plus internal ``_``-prefixed fields:
-                                  ``_seen_<source>`` (cache write time, ms, per source topic),
-                                  ``_m:<index>`` (its member in each text index), ``_terms``.
-``customers:ids``           ZSET  every cached customer id, score 0 (lexical: the customer_id sort).
-``customers:idx:<column>``  ZSET  one per sortable column. Numeric columns: member = id, score = value
-                                  (-inf when missing). Text columns: score 0, member =
-                                  ``<lower-cased value>\\x1f<id>``, so rank order is lexical order.
-                                  Every customer is in every index: a missing value sorts lowest.
-``customers:search``        ZSET  score 0, members ``<term>\\x1f<id>``: a lexical PREFIX index over
-                                  names, full name, email, email domain and id.
-``cache:meta``              HASH  ``epoch`` (identity of this cache's contents), ``version`` (bumped per
-                                  written batch: the live refresh watches it), ``last_write_ms``.
-``cache:offsets``           HASH  ``<topic>:<partition>`` -> next offset, written atomically with the data.
-``cache:stats``             HASH  ``records:<topic>``, ``malformed:<topic>`` counters.
-``actions:sent``            LIST  the last actions the UI published (JSON), newest first; not cache data.
+``customer:<id>``           HASH  the customer's fields under their contract names (strings), the
+                                  internal ``_consolidated`` marker, and the history lists as JSON
+                                  (``score_history``, ``segment_history``, ``recent_orders``,
+                                  ``recent_engagements``; newest first, at most HISTORY_MAX each).
+``customers:ids``           ZSET  every listed customer (known to one of the view's three topics), score 0.
+``customers:idx:<column>``  ZSET  one per sortable column, every listed customer in every index. Numeric:
+                                  member = id, score = value (-inf when missing). Text: score 0, member
+                                  ``<lower-cased value>\\x1f<id>`` (lexical order = rank order).
+``customers:search``        ZSET  ``<term>\\x1f<id>``: a lexical PREFIX index over names, full name,
+                                  email, email domain and id.
+``insights:segments``       HASH  segment -> listed customers ("" = no segment yet).
+``insights:stages``         HASH  ``<declared>\\x1f<behavioural>`` -> listed customers.
+``insights:scores``         HASH  ``<segment>\\x1f<bucket 0-9>`` -> scored customers.
+``cache:meta``              HASH  ``epoch`` (identity of this cache's contents), ``layout`` (LAYOUT),
+                                  ``version`` (bumped per written batch: the live refresh watches it),
+                                  ``last_write_ms``.
+``cache:offsets``           HASH  ``<topic>:<partition>`` -> next offset, written with the data.
+``cache:stats``             HASH  ``records:<topic>``, ``last_event_ms:<topic>``, ``last_written_ms:<topic>``.
+``cache:mismatches``        HASH  ``<topic>\\x1f<kind>`` -> records that did not match their contract.
+``feeder:lease``            STRING the id of the one feeder allowed to write (expires unless renewed).
+``feeder:status``           STRING the feeder's status (``webapp.status.FeederStatus``, JSON).
 
-Writes: one Lua script call per consumed batch (atomic, one round trip): it checks the epoch, applies
-every customer update with its index maintenance, stores the batch's next offsets and bumps the
-version. Atomicity matters because the three source topics' partitions can be consumed by different
-processes (gunicorn workers, replicas) that update the same customer; each field is owned by one
-topic, and the script makes "add a placeholder to the indexes of the fields I do not own" safe.
+One writer: only the feeder process holding ``feeder:lease`` writes, and every batch is one
+MULTI/EXEC transaction WATCHing the lease and ``cache:meta``: the data, the indexes, the insight
+counters, the batch's next offsets and the version go in together or not at all, and a feeder that
+lost its lease (or a cache that was wiped or reset meanwhile) writes nothing. The writer reads the
+touched customers first (one pipeline); with no other writer, what it read is what it replaces, so
+the index and counter updates are computed in Python (no Lua). The web UI only reads.
 
-Reads: a table page is a fixed number of round trips and commands whatever its size: (1) ZCARD +
-ZRANGE of the sort index in one pipeline, (2) one small read-only script that HMGETs the rows (one
-command for the whole page, no call per row). A search adds one: the prefix index is read with
-ZRANGE BYLEX LIMIT (bounded by ``search_max_matches``), then the matches are ordered by the sort
-column (one ZMSCORE, or the same script reading each match's text-index member).
+Reads: a table page is 2 round trips whatever its size ((1) ZCARD + ZRANGE of the sort index, (2) one
+pipeline of HMGETs); a search is 2 as well (the prefix index with ZRANGE BYLEX LIMIT, bounded by
+``search_max_matches``, then the matches' fields, ordered here); the insights are 2 (counters and the
+top scores, then the top rows).
 
 Search trade-off: prefix matching of whole terms only (``love`` finds Lovelace, ``velace`` does not),
 and at most ``search_max_matches`` matches are considered (the page says so when a search hits the
-cap). In exchange every search costs O(log N + cap) in Redis regardless of how many customers are
-cached, and the index is maintained in the same atomic write as the data.
+cap). In exchange every search costs O(log N + cap) in Redis regardless of how many customers are cached.
 """
 
 from __future__ import annotations
@@ -44,30 +49,45 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from schemas import topics
 from webapp import model
 from webapp.model import COLUMN_BY_KEY, COLUMNS, Column
+from webapp.records import Record
+from webapp.status import FeederStatus
 
 SEP = "\x1f"  # between a value and the id in text index members
-TERM_SEP = "\x1e"  # between stored members in ``_terms``
+LAYOUT = "2"  # the layout above; a cache of another layout is rebuilt from the topics
 
 IDS = "customers:ids"
 SEARCH = "customers:search"
+SEGMENTS = "insights:segments"
+STAGES = "insights:stages"
+SCORES = "insights:scores"
 META = "cache:meta"
 OFFSETS = "cache:offsets"
 STATS = "cache:stats"
-ACTIONS = "actions:sent"
-ACTIONS_KEPT = 100
-RESET_PATTERNS = ("customer:*", "customers:*", "cache:*")
-SOURCES = (model.CONSOLIDATED, model.PROPENSITY, model.SEGMENT)
+MISMATCHES = "cache:mismatches"
+LEASE = "feeder:lease"
+STATUS = "feeder:status"
+# (actions:* is where the web UI of layout 1 kept the sent actions: they live in the session now)
+RESET_PATTERNS = ("customer:*", "customers:*", "cache:*", "insights:*", "actions:*")
+SCORE_BUCKETS = 10
+TOP_N = 10
 
 RedisError = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, redis.exceptions.BusyLoadingError)
+
+CONSOLIDATED = topics.CUSTOMER_CONSOLIDATED.name
+SCORE = topics.PROPENSITY_SCORE.name
+SEGMENT = topics.SEGMENT_MATERIALIZED.name
+ORDERS = topics.ORDER_ENRICHED.name
+ACTIVATIONS = topics.ACTIVATION_STATUS.name
 
 
 def customer_key(customer_id: str) -> str:
@@ -76,10 +96,6 @@ def customer_key(customer_id: str) -> str:
 
 def index_key(column: Column) -> str:
     return IDS if column.key == "customer_id" else f"customers:idx:{column.key}"
-
-
-NUM_INDEXES = tuple(index_key(c) for c in COLUMNS if c.sort == "num")
-LEX_INDEXES = tuple(index_key(c) for c in COLUMNS if c.sort == "lex" and c.key != "customer_id")
 
 
 def member_id(member: str) -> str:
@@ -101,160 +117,109 @@ def connect(url: str, password: str = "", *, timeout: float = 2.0, name: str = "
     return redis.Redis.from_url(url, **kwargs)
 
 
-# ---- writer ---------------------------------------------------------------------------------------------------
-
-_WRITE_BATCH = r"""
-local p = cjson.decode(ARGV[1])
-local cur = redis.call('HGET', p.meta, 'epoch')
-if cur ~= p.epoch then
-  return {0, cur or ''}
-end
-local SEP = '\31'
-local function set_lex(key, z, member)
-  local old = redis.call('HGET', key, '_m:' .. z)
-  if old ~= member then
-    if old then redis.call('ZREM', z, old) end
-    redis.call('ZADD', z, 0, member)
-    redis.call('HSET', key, '_m:' .. z, member)
-  end
-end
-local function drop_terms(key)
-  local old = redis.call('HGET', key, '_terms')
-  if old then
-    for m in string.gmatch(old, '[^\30]+') do redis.call('ZREM', p.search, m) end
-  end
-end
-local function purge(key, id)
-  for _, z in ipairs(p.num_all) do redis.call('ZREM', z, id) end
-  for _, z in ipairs(p.lex_all) do
-    local m = redis.call('HGET', key, '_m:' .. z)
-    if m then redis.call('ZREM', z, m) end
-  end
-  drop_terms(key)
-  redis.call('ZREM', p.ids, id)
-  redis.call('DEL', key)
-end
-local purged = 0
-for _, it in ipairs(p.items) do
-  local key, id = it.k, it.id
-  redis.call('ZADD', p.ids, 0, id)
-  if #it.hset > 0 then redis.call('HSET', key, unpack(it.hset)) end
-  if #it.hdel > 0 then redis.call('HDEL', key, unpack(it.hdel)) end
-  local owned = {}
-  for _, e in ipairs(it.num) do
-    redis.call('ZADD', e[1], e[2], id)
-    owned[e[1]] = true
-  end
-  for _, z in ipairs(p.num_all) do
-    if not owned[z] then redis.call('ZADD', z, 'NX', '-inf', id) end
-  end
-  for _, e in ipairs(it.lex) do
-    set_lex(key, e[1], e[2] .. SEP .. id)
-    owned[e[1]] = true
-  end
-  for _, z in ipairs(p.lex_all) do
-    if not owned[z] and redis.call('HEXISTS', key, '_m:' .. z) == 0 then set_lex(key, z, SEP .. id) end
-  end
-  if it.terms then
-    drop_terms(key)
-    local members = {}
-    for _, t in ipairs(it.terms) do
-      local m = t .. SEP .. id
-      redis.call('ZADD', p.search, 0, m)
-      members[#members + 1] = m
-    end
-    if #members > 0 then
-      redis.call('HSET', key, '_terms', table.concat(members, '\30'))
-    else
-      redis.call('HDEL', key, '_terms')
-    end
-  end
-  if it.tomb == 1 then
-    local alive = 0
-    for _, s in ipairs(p.sources) do alive = alive + redis.call('HEXISTS', key, '_seen_' .. s) end
-    if alive == 0 then
-      purge(key, id)
-      purged = purged + 1
-    end
-  end
-end
-if #p.offsets > 0 then redis.call('HSET', p.offsets_key, unpack(p.offsets)) end
-for i = 1, #p.stats, 2 do redis.call('HINCRBY', p.stats_key, p.stats[i], p.stats[i + 1]) end
-redis.call('HSET', p.meta, 'last_write_ms', p.now)
-local version = redis.call('HINCRBY', p.meta, 'version', 1)
-return {1, version, purged}
-"""
-
-# Read side: the same fields of many hashes in ONE command (a page's rows are one call, not one per row).
-_HMGET_MANY = r"""
-local n = tonumber(ARGV[1])
-local fields = {}
-for i = 2, n + 1 do fields[#fields + 1] = ARGV[i] end
-local out = {}
-for i, key in ipairs(KEYS) do out[i] = redis.call('HMGET', key, unpack(fields)) end
-return out
-"""
-
-_RESET = r"""
-local n = 0
-for _, pattern in ipairs(ARGV) do
-  local cursor = '0'
-  repeat
-    local r = redis.call('SCAN', cursor, 'MATCH', pattern, 'COUNT', 1000)
-    cursor = r[1]
-    for _, k in ipairs(r[2]) do
-      redis.call('UNLINK', k)
-      n = n + 1
-    end
-  until cursor == '0'
-end
-return n
-"""
+# ---- applying records to a customer (pure) ---------------------------------------------------------------------
 
 
-@dataclass
-class Update:
-    """One source record for one customer: every field the source owns (None = null), or a tombstone."""
-
-    customer_id: str
-    source: str
-    fields: dict[str, Any] = field(default_factory=dict)
-    tombstone: bool = False
+def _history(raw: dict[str, str], name: str) -> list[dict[str, Any]]:
+    try:
+        items = json.loads(raw.get(name) or "[]")
+    except ValueError:
+        return []
+    return items if isinstance(items, list) else []
 
 
-def _item(update: Update, now_ms: int) -> dict[str, Any]:
-    owned = model.FIELDS_BY_SOURCE[update.source]
-    values = {f.name: None for f in owned} if update.tombstone else update.fields
-    hset: list[str] = ["customer_id", update.customer_id]
-    hdel: list[str] = []
-    for f in owned:
-        value = values.get(f.name)
-        if value is None:
-            hdel.append(f.name)
-        else:
-            hset += [f.name, model.to_hash_value(f.kind, value)]
-    seen = f"_seen_{update.source}"
-    if update.tombstone:
-        hdel.append(seen)
+def _put_history(raw: dict[str, str], name: str, items: list[dict[str, Any]], keep: int) -> None:
+    if items:
+        raw[name] = json.dumps(items[:keep], separators=(",", ":"), sort_keys=True)
     else:
-        hset += [seen, str(now_ms)]
-    num: list[list[str]] = []
-    lex: list[list[str]] = []
+        raw.pop(name, None)
+
+
+def _upsert(items: list[dict[str, Any]], entry: dict[str, Any], identity: str, order: str) -> list[dict[str, Any]]:
+    """``entry`` replaces the item with the same identity; newest (by ``order``) first."""
+    rest = [i for i in items if i.get(identity) != entry[identity]]
+    return sorted([entry, *rest], key=lambda i: (i.get(order) or 0, str(i.get(identity))), reverse=True)
+
+
+def _set_fields(raw: dict[str, str], fields: Mapping[str, str], value: Mapping[str, Any] | None) -> None:
+    for name, kind in fields.items():
+        v = None if value is None else value.get(name)
+        if v is None:
+            raw.pop(name, None)
+        else:
+            raw[name] = model.to_hash_value(kind, v)
+
+
+def apply(raw: dict[str, str], record: Record, history_max: int) -> None:
+    """Apply one record to a customer's stored strings (in place). Idempotent: applying the same
+    record twice leaves what applying it once does (history entries have identities)."""
+    value = record.value
+    if record.topic == CONSOLIDATED:
+        _set_fields(raw, model.CONSOLIDATED_FIELDS, value)
+        if value is None:
+            raw.pop(model.IN_VIEW, None)
+        else:
+            raw[model.IN_VIEW] = "1"
+    elif record.topic == SCORE:
+        _set_fields(raw, model.SCORE_FIELDS, value)
+        if value is not None:
+            entry = {k: value[k] for k in ("score", "model_version", "behavioural_stage", "scored_at")}
+            entry["id"] = f"{value['scored_at']}:{value['model_version']}"
+            _put_history(raw, "score_history", _upsert(_history(raw, "score_history"), entry, "id", "scored_at"),
+                         history_max)
+    elif record.topic == SEGMENT:
+        before = raw.get("segment")
+        after = None if value is None else value.get("segment")
+        _set_fields(raw, model.SEGMENT_FIELDS, value)
+        items = _history(raw, "segment_history")
+        # A change is kept once: ksqlDB emits changes only, and a re-created query re-emits them with
+        # their original timestamps (same segment, same time: the same change).
+        seen = any(i.get("segment") == after and i.get("at") == record.timestamp_ms for i in items)
+        if after is not None and after != before and not (seen and record.timestamp_ms is not None):
+            entry = {"segment": after, "previous": before, "at": record.timestamp_ms}
+            _put_history(raw, "segment_history", sorted([entry, *items], key=lambda i: i.get("at") or 0, reverse=True),
+                         history_max)
+    elif record.topic == ORDERS and value is not None:
+        entry = {k: value[k] for k in ("order_id", "order_total", "currency", "channel", "item_count", "placed_at")}
+        _put_history(raw, "recent_orders", _upsert(_history(raw, "recent_orders"), entry, "order_id", "placed_at"),
+                     history_max)
+    elif record.topic == ACTIVATIONS and value is not None:
+        entry = {k: value[k] for k in ("activation_id", "order_id", "channel", "status", "delivered_at", "attempts")}
+        _put_history(raw, "recent_engagements",
+                     _upsert(_history(raw, "recent_engagements"), entry, "activation_id", "delivered_at"), history_max)
+
+
+def listed(raw: Mapping[str, str]) -> bool:
+    """In the customer list: known to one of the view's topics (history alone does not list a customer)."""
+    return model.IN_VIEW in raw or any(name in raw for name in model.STORED_FIELDS)
+
+
+def index_entries(customer_id: str, values: Mapping[str, Any]) -> dict[str, tuple[str, float]]:
+    """index key -> (member, score) of a listed customer."""
+    out: dict[str, tuple[str, float]] = {}
     for column in COLUMNS:
-        if column.source != update.source or column.key == "customer_id":
+        key = index_key(column)
+        if column.key == "customer_id":
+            out[key] = (customer_id, 0.0)
             continue
         value = model.sort_value(column, values)
         if column.sort == "num":
-            num.append([index_key(column), "-inf" if value is None else repr(float(value))])
+            out[key] = (customer_id, -math.inf if value is None else float(value))
         else:
-            lex.append([index_key(column), "" if value is None else str(value)])
-    item: dict[str, Any] = {
-        "k": customer_key(update.customer_id), "id": update.customer_id, "hset": hset, "hdel": hdel,
-        "num": num, "lex": lex, "tomb": 1 if update.tombstone else 0,
-    }
-    if update.source == model.CONSOLIDATED:
-        item["terms"] = [] if update.tombstone else model.search_terms(update.customer_id, values)
-    return item
+            out[key] = (f"{value or ''}{SEP}{customer_id}", 0.0)
+    return out
+
+
+def contributions(values: Mapping[str, Any]) -> Counter[tuple[str, str]]:
+    """What one listed customer adds to the insight counters."""
+    segment = values.get("segment") or ""
+    out: Counter[tuple[str, str]] = Counter({
+        (SEGMENTS, segment): 1,
+        (STAGES, f"{values.get('lifecycle_stage') or ''}{SEP}{values.get('behavioural_stage') or ''}"): 1,
+    })
+    if values.get("score") is not None:
+        out[(SCORES, f"{segment}{SEP}{model.score_bucket(values['score'], SCORE_BUCKETS)}")] += 1
+    return out
 
 
 class EpochMismatch(Exception):
@@ -265,7 +230,207 @@ class EpochMismatch(Exception):
         super().__init__(f"cache epoch is now {current or '(none)'}")
 
 
-# ---- readers ----------------------------------------------------------------------------------------------------
+class LeaseLost(Exception):
+    """Another feeder holds the write lease (or it expired): this one must not write."""
+
+
+# ---- the writer (the feeder process only) ---------------------------------------------------------------------------
+
+
+class CacheWriter:
+    def __init__(self, client: redis.Redis, instance: str, *, history_max: int = 20, lease_ttl_ms: int = 15_000):
+        self.redis = client
+        self.instance = instance
+        self.history_max = history_max
+        self.lease_ttl_ms = lease_ttl_ms
+
+    # -- the lease: one writer at a time -------------------------------------------------------------------------
+    def acquire_lease(self) -> bool:
+        """Take the lease if nobody holds it, or renew it if this feeder does."""
+        if self.redis.set(LEASE, self.instance, nx=True, px=self.lease_ttl_ms):
+            return True
+        return self.renew_lease()
+
+    def renew_lease(self) -> bool:
+        with self.redis.pipeline(transaction=True) as pipe:
+            try:
+                pipe.watch(LEASE)
+                if pipe.get(LEASE) != self.instance:
+                    return False
+                pipe.multi()
+                pipe.pexpire(LEASE, self.lease_ttl_ms)
+                pipe.execute()
+                return True
+            except redis.exceptions.WatchError:
+                return False
+
+    def release_lease(self) -> None:
+        with self.redis.pipeline(transaction=True) as pipe:
+            try:
+                pipe.watch(LEASE)
+                if pipe.get(LEASE) == self.instance:
+                    pipe.multi()
+                    pipe.delete(LEASE)
+                    pipe.execute()
+            except redis.exceptions.WatchError:
+                pass
+
+    def lease_holder(self) -> str | None:
+        return self.redis.get(LEASE)
+
+    # -- epoch, layout, reset -----------------------------------------------------------------------------------
+    def claim(self) -> tuple[str, bool]:
+        """(the cache's epoch, whether the cache is new: empty, wiped, reset, or of another layout and
+        therefore reset here). The caller holds the lease."""
+        layout = self.redis.hget(META, "layout")
+        if layout is not None and layout != LAYOUT or layout is None and self.redis.hget(META, "epoch"):
+            self.reset()
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hsetnx(META, "epoch", uuid.uuid4().hex)
+        pipe.hsetnx(META, "layout", LAYOUT)
+        pipe.hget(META, "epoch")
+        created, _, epoch = pipe.execute()
+        return epoch, bool(created)
+
+    def epoch(self) -> str | None:
+        return self.redis.hget(META, "epoch")
+
+    def reset(self) -> int:
+        """Delete every cache key (not the lease, not the status); returns how many."""
+        removed = 0
+        for pattern in RESET_PATTERNS:
+            batch: list[str] = []
+            for key in self.redis.scan_iter(match=pattern, count=1000):
+                batch.append(key)
+                if len(batch) >= 1000:
+                    removed += self.redis.unlink(*batch)
+                    batch = []
+            if batch:
+                removed += self.redis.unlink(*batch)
+        return removed
+
+    def stored_offsets(self, partitions: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        if not partitions:
+            return {}
+        raw = self.redis.hmget(OFFSETS, [f"{t}:{p}" for t, p in partitions])
+        return {tp: int(v) for tp, v in zip(partitions, raw, strict=True) if v is not None}
+
+    def stored_stats(self) -> tuple[dict[str, str], dict[str, str]]:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(STATS)
+        pipe.hgetall(MISMATCHES)
+        stats, mismatches = pipe.execute()
+        return stats, mismatches
+
+    def write_status(self, status: FeederStatus) -> None:
+        self.redis.set(STATUS, status.to_json())
+
+    # -- the batch ----------------------------------------------------------------------------------------------------
+    def write_batch(
+        self,
+        epoch: str,
+        records: Iterable[Record],
+        offsets: Mapping[tuple[str, int], int],
+        mismatches: Mapping[tuple[str, str], int] | None = None,
+        now_ms: int | None = None,
+    ) -> int:
+        """Apply a batch in one transaction; returns the new cache version. Raises EpochMismatch or
+        LeaseLost (nothing written), and redis errors when Redis is unreachable."""
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        records = list(records)
+        ids = list(dict.fromkeys(r.customer_id for r in records))
+        with self.redis.pipeline(transaction=True) as tx:
+            try:
+                tx.watch(LEASE, META)
+                if tx.get(LEASE) != self.instance:
+                    raise LeaseLost(f"the write lease is held by {tx.get(LEASE) or 'nobody'}")
+                current = tx.hget(META, "epoch")
+                if current != epoch:
+                    raise EpochMismatch(current)
+                before = self._read_raw(ids)
+                after = {i: dict(raw) for i, raw in before.items()}
+                per_topic: Counter[str] = Counter()
+                last_event: dict[str, int] = {}
+                for r in records:
+                    apply(after[r.customer_id], r, self.history_max)
+                    per_topic[r.topic] += 1
+                    if r.timestamp_ms is not None and r.timestamp_ms > last_event.get(r.topic, -1):
+                        last_event[r.topic] = r.timestamp_ms
+                tx.multi()
+                counters: Counter[tuple[str, str]] = Counter()
+                for customer_id in ids:
+                    counters.update(self._queue_customer(tx, customer_id, before[customer_id], after[customer_id]))
+                for (key, name), delta in counters.items():
+                    if delta:
+                        tx.hincrby(key, name, delta)
+                if offsets:
+                    tx.hset(OFFSETS, mapping={f"{t}:{p}": str(o) for (t, p), o in offsets.items()})
+                for topic, n in per_topic.items():
+                    tx.hincrby(STATS, f"records:{topic}", n)
+                    tx.hset(STATS, f"last_written_ms:{topic}", str(now_ms))
+                for topic, stamp in last_event.items():
+                    tx.hset(STATS, f"last_event_ms:{topic}", str(stamp))
+                for (topic, kind), n in (mismatches or {}).items():
+                    if n:
+                        tx.hincrby(MISMATCHES, f"{topic}{SEP}{kind}", n)
+                tx.hset(META, "last_write_ms", str(now_ms))
+                tx.hincrby(META, "version", 1)
+                return int(tx.execute()[-1])
+            except redis.exceptions.WatchError:
+                holder, current = self.redis.get(LEASE), self.redis.hget(META, "epoch")
+                if holder != self.instance:
+                    raise LeaseLost(f"the write lease is held by {holder or 'nobody'}") from None
+                raise EpochMismatch(current) from None
+
+    def _read_raw(self, ids: Sequence[str]) -> dict[str, dict[str, str]]:
+        if not ids:
+            return {}
+        pipe = self.redis.pipeline(transaction=False)
+        for customer_id in ids:
+            pipe.hgetall(customer_key(customer_id))
+        return dict(zip(ids, pipe.execute(), strict=True))
+
+    def _queue_customer(self, tx: Any, customer_id: str, old: Mapping[str, str],
+                        new: Mapping[str, str]) -> Counter[tuple[str, str]]:
+        """Queue one customer's hash, index, search and counter changes; returns its counter deltas."""
+        key = customer_key(customer_id)
+        if not new:
+            if old:
+                tx.delete(key)
+        else:
+            changed = {k: v for k, v in new.items() if old.get(k) != v}
+            if changed:
+                tx.hset(key, mapping=changed)
+            gone = [k for k in old if k not in new]
+            if gone:
+                tx.hdel(key, *gone)
+        was, now = listed(old), listed(new)
+        old_values, new_values = model.typed(old), model.typed(new)
+        old_idx = index_entries(customer_id, old_values) if was else {}
+        new_idx = index_entries(customer_id, new_values) if now else {}
+        for z in set(old_idx) | set(new_idx):
+            before, after = old_idx.get(z), new_idx.get(z)
+            if before == after:
+                continue
+            if before is not None and (after is None or before[0] != after[0]):
+                tx.zrem(z, before[0])
+            if after is not None:
+                tx.zadd(z, {after[0]: after[1]})
+        old_terms = {f"{t}{SEP}{customer_id}" for t in model.search_terms(customer_id, old_values)} if was else set()
+        new_terms = {f"{t}{SEP}{customer_id}" for t in model.search_terms(customer_id, new_values)} if now else set()
+        if old_terms - new_terms:
+            tx.zrem(SEARCH, *(old_terms - new_terms))
+        if new_terms - old_terms:
+            tx.zadd(SEARCH, dict.fromkeys(new_terms - old_terms, 0))
+        delta: Counter[tuple[str, str]] = Counter()
+        if now:
+            delta.update(contributions(new_values))
+        if was:
+            delta.subtract(contributions(old_values))
+        return delta
+
+
+# ---- readers (the web UI) -------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -291,103 +456,88 @@ class Page:
         }
 
 
-ACTION_FIELDS = ("_seen_consolidated", "order_count", "engagement_delivered", "engagement_failed",
-                 "engagement_bounced", "lifetime_value")
+@dataclass
+class Insights:
+    customers: int
+    segments: list[tuple[str, int]]  # (segment, customers), most first; "" = no segment yet
+    stages: dict[str, dict[str, int]]  # declared stage -> behavioural stage -> customers ("" = unknown)
+    scores: list[int]  # customers per score bucket (0-0.1, ..., 0.9-1.0)
+    scores_by_segment: dict[str, list[int]]
+    top: list[dict[str, Any]]  # the TOP_N customers by score
+    version: int
+    feeder: FeederStatus | None
+
+    @property
+    def scored(self) -> int:
+        return sum(self.scores)
+
+    @property
+    def segmented(self) -> int:
+        return sum(n for s, n in self.segments if s)
+
+    @property
+    def segment_bars(self) -> list[tuple[str, int]]:
+        return [(s or "no segment yet", n) for s, n in self.segments]
+
+    @property
+    def stage_peak(self) -> int:
+        return max((n for row in self.stages.values() for n in row.values()), default=0)
+
+    @property
+    def declared(self) -> list[str]:
+        return sorted(self.stages, key=_stage_order)
+
+    @property
+    def behavioural(self) -> list[str]:
+        return sorted({b for row in self.stages.values() for b in row}, key=_stage_order)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "customers": self.customers,
+            "segments": [{"segment": s or None, "customers": n} for s, n in self.segments],
+            "stages": [{"declared": d or None, "behavioural": b or None, "customers": n}
+                       for d in self.declared for b, n in sorted(self.stages[d].items(), key=lambda x: _stage_order(x[0]))],
+            "score_buckets": [round(i / SCORE_BUCKETS, 1) for i in range(SCORE_BUCKETS + 1)],
+            "scores": self.scores,
+            "scored": self.scored,
+            "scores_by_segment": [{"segment": s or None, "scores": b} for s, b in sorted(self.scores_by_segment.items())],
+            "top": self.top,
+            "version": self.version,
+        }
 
 
-def engagement_total(fields: Mapping[str, Any]) -> int:
-    return sum(int(fields.get(k) or 0) for k in ("engagement_delivered", "engagement_failed", "engagement_bounced"))
+_STAGE_ORDER = ("prospect", "customer", "evangelist", "churn-risk")
 
 
-def action_arrived(action: Mapping[str, Any], fields: Mapping[str, Any]) -> bool:
-    """Whether the pipeline's consolidated view reflects a sent action (never guessed by the UI)."""
-    if fields.get("_seen_consolidated") is None:
-        return False
-    kind = action.get("kind")
-    before = action.get("before") or 0
-    if kind == "order":
-        return int(fields.get("order_count") or 0) > before
-    if kind == "engagement":
-        return engagement_total(fields) > before
-    return True  # a created customer: it is in the view
+def _stage_order(stage: str) -> tuple[int, str]:
+    return (_STAGE_ORDER.index(stage) if stage in _STAGE_ORDER else len(_STAGE_ORDER) + (stage == ""), stage)
 
 
-class Cache:
+def history_of(raw: Mapping[str, str]) -> dict[str, list[dict[str, Any]]]:
+    return {name: _history(dict(raw), name) for name in model.HISTORY_FIELDS}
+
+
+class CacheReader:
+    """Read-only access (the web UI never writes Redis)."""
+
     def __init__(self, client: redis.Redis, *, search_max_matches: int = 1000):
         self.redis = client
         self.search_max_matches = search_max_matches
-        self._write = client.register_script(_WRITE_BATCH)
-        self._reset = client.register_script(_RESET)
-        self._hmget_many = client.register_script(_HMGET_MANY)
-
-    # -- writer side ---------------------------------------------------------------------------------------
-    def claim_epoch(self) -> tuple[str, bool]:
-        """(the cache's epoch, whether it was missing: an empty, wiped or reset cache)."""
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.hsetnx(META, "epoch", uuid.uuid4().hex)
-        pipe.hget(META, "epoch")
-        created, epoch = pipe.execute()
-        return epoch, bool(created)
-
-    def epoch(self) -> str | None:
-        return self.redis.hget(META, "epoch")
-
-    def reset(self) -> int:
-        """Delete every cache key (not the sent-actions list) atomically; returns how many."""
-        return int(self._reset(keys=[], args=list(RESET_PATTERNS)))
-
-    def stored_offsets(self, partitions: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
-        if not partitions:
-            return {}
-        raw = self.redis.hmget(OFFSETS, [f"{t}:{p}" for t, p in partitions])
-        return {tp: int(v) for tp, v in zip(partitions, raw, strict=True) if v is not None}
-
-    def write_batch(
-        self,
-        epoch: str,
-        updates: Iterable[Update],
-        offsets: Mapping[tuple[str, int], int],
-        counts: Mapping[str, int] | None = None,
-        now_ms: int | None = None,
-    ) -> int:
-        """Apply a batch atomically; returns the new cache version. Raises EpochMismatch (nothing written)
-        when the cache was wiped or reset, and redis errors when Redis is unreachable."""
-        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-        last: dict[tuple[str, str], Update] = {}
-        for update in updates:  # each record carries all the fields its source owns: the last one wins
-            last.pop((update.customer_id, update.source), None)
-            last[(update.customer_id, update.source)] = update
-        payload = {
-            "epoch": epoch, "meta": META, "ids": IDS, "search": SEARCH, "offsets_key": OFFSETS,
-            "stats_key": STATS, "num_all": list(NUM_INDEXES), "lex_all": list(LEX_INDEXES),
-            "sources": list(SOURCES), "now": str(now_ms),
-            "items": [_item(u, now_ms) for u in last.values()],
-            "offsets": [x for (t, p), off in offsets.items() for x in (f"{t}:{p}", str(off))],
-            "stats": [x for name, n in (counts or {}).items() if n for x in (name, str(n))],
-        }
-        ok, value, *_ = self._write(keys=[], args=[json.dumps(payload)])
-        if not ok:
-            raise EpochMismatch(value or None)
-        return int(value)
-
-    # -- reader side --------------------------------------------------------------------------------------------
-    def meta(self) -> dict[str, Any]:
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.hgetall(META)
-        pipe.hgetall(STATS)
-        pipe.zcard(IDS)
-        meta, stats, count = pipe.execute()
-        malformed = Counter({k.split(":", 1)[1]: int(v) for k, v in stats.items() if k.startswith("malformed:")})
-        return {
-            "version": int(meta.get("version") or 0),
-            "last_write_ms": int(meta["last_write_ms"]) if meta.get("last_write_ms") else None,
-            "customers": int(count),
-            "malformed": dict(malformed),
-            "records": {k.split(":", 1)[1]: int(v) for k, v in stats.items() if k.startswith("records:")},
-        }
 
     def version(self) -> int:
         return int(self.redis.hget(META, "version") or 0)
+
+    def status(self) -> FeederStatus | None:
+        return FeederStatus.from_json(self.redis.get(STATUS))
+
+    def version_and_status(self) -> tuple[int, FeederStatus | None, int]:
+        """(cache version, feeder status, listed customers): one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hget(META, "version")
+        pipe.get(STATUS)
+        pipe.zcard(IDS)
+        version, status, count = pipe.execute()
+        return int(version or 0), FeederStatus.from_json(status), int(count)
 
     def page(self, sort: str, direction: str, page: int, per_page: int, query: str = "") -> Page:
         column = COLUMN_BY_KEY[sort]
@@ -401,12 +551,12 @@ class Cache:
             else:
                 pipe.zrange(index_key(column), start, start + per_page - 1)
             total, members = pipe.execute()
-            ids = [member_id(m) for m in members]
+            rows = self._rows([member_id(m) for m in members])
         else:
             matched, truncated = self._search(query)
             total = len(matched)
-            ids = self._ordered(matched, column, direction)[start:start + per_page]
-        return Page(self._rows(ids), int(total), page, per_page, sort, direction, query, truncated)
+            rows = self._ordered(self._rows(matched), column, direction)[start:start + per_page]
+        return Page(rows, int(total), page, per_page, sort, direction, query, truncated)
 
     def _search(self, query: str) -> tuple[list[str], bool]:
         """Distinct ids whose terms start with ``query`` (at most search_max_matches): one round trip."""
@@ -421,75 +571,80 @@ class Cache:
         truncated = len(ids) > cap or len(members) >= cap * 4
         return list(ids)[:cap], truncated
 
-    def _ordered(self, ids: list[str], column: Column, direction: str) -> list[str]:
-        """Order search matches exactly as the sort index would: one round trip."""
-        if not ids:
-            return []
+    @staticmethod
+    def _ordered(rows: list[dict[str, Any]], column: Column, direction: str) -> list[dict[str, Any]]:
+        """Search matches in exactly the order the sort index gives (missing values lowest, then id)."""
         desc = direction == "desc"
         if column.key == "customer_id":
-            return sorted(ids, key=lambda i: i.encode(), reverse=desc)
-        key = index_key(column)
-        if column.sort == "num":
-            scores = self.redis.zmscore(key, ids)
-            pairs = [(-math.inf if s is None else float(s), i.encode()) for s, i in zip(scores, ids, strict=True)]
-            return [i.decode() for _, i in sorted(pairs, reverse=desc)]
-        members = [values[0] for values in self.hmget_many(ids, (f"_m:{key}",))]
-        keyed = [((m or SEP + i).encode(), i) for m, i in zip(members, ids, strict=True)]
-        return [i for _, i in sorted(keyed, reverse=desc)]
+            return sorted(rows, key=lambda r: r["customer_id"].encode(), reverse=desc)
 
-    def hmget_many(self, ids: Sequence[str], fields: Sequence[str]) -> list[list[str | None]]:
-        """``fields`` of every customer in ``ids``: one command, one round trip (a script)."""
+        def key(row: dict[str, Any]) -> tuple[Any, ...]:
+            value = model.sort_value(column, row)
+            if column.sort == "num":
+                return (-math.inf if value is None else value, row["customer_id"].encode())
+            return (f"{value or ''}{SEP}{row['customer_id']}".encode(),)
+
+        return sorted(rows, key=key, reverse=desc)
+
+    def _rows(self, ids: Sequence[str]) -> list[dict[str, Any]]:
+        """The customer views of ``ids``: one pipeline (one round trip) whatever their number."""
         if not ids:
             return []
-        return self._hmget_many(keys=[customer_key(i) for i in ids], args=[len(fields), *fields])
-
-    def _rows(self, ids: list[str]) -> list[dict[str, Any]]:
-        if not ids:
-            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for customer_id in ids:
+            pipe.hmget(customer_key(customer_id), model.READ_FIELDS)
         rows = []
-        for i, values in zip(ids, self.hmget_many(ids, model.ROW_FIELDS), strict=True):
-            raw = dict(zip(model.ROW_FIELDS, values, strict=True))
-            if raw["customer_id"] is None:  # removed between the index read and this one
-                continue
-            rows.append(model.customer_view(i, raw))
+        for customer_id, values in zip(ids, pipe.execute(), strict=True):
+            raw = dict(zip(model.READ_FIELDS, values, strict=True))
+            if any(v is not None for v in values):  # else removed between the index read and this one
+                rows.append(model.customer_view(customer_id, raw))
         return rows
 
-    def customer(self, customer_id: str) -> dict[str, Any] | None:
+    def customer(self, customer_id: str) -> tuple[dict[str, Any] | None, dict[str, list[dict[str, Any]]]]:
+        """(the customer's view, None when not listed; the history lists): one round trip."""
         raw = self.redis.hgetall(customer_key(customer_id))
-        if not raw:
-            return None
-        return model.customer_view(customer_id, raw)
+        view = model.customer_view(customer_id, raw) if listed(raw) else None
+        return view, history_of(raw)
 
-    # -- sent actions ----------------------------------------------------------------------------------------------
-    def customer_counts(self, customer_id: str) -> dict[str, Any]:
-        values = self.redis.hmget(customer_key(customer_id), ACTION_FIELDS)
-        return dict(zip(ACTION_FIELDS, values, strict=True))
+    def views(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        return {row["customer_id"]: row for row in self._rows(ids)}
 
-    def record_action(self, action: Mapping[str, Any]) -> None:
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.lpush(ACTIONS, json.dumps(dict(action)))
-        pipe.ltrim(ACTIONS, 0, ACTIONS_KEPT - 1)
-        pipe.execute()
+    def insights(self) -> Insights:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(SEGMENTS)
+        pipe.hgetall(STAGES)
+        pipe.hgetall(SCORES)
+        pipe.zcard(IDS)
+        pipe.zrevrangebyscore(index_key(COLUMN_BY_KEY["score"]), "+inf", "(-inf", start=0, num=TOP_N)
+        pipe.hget(META, "version")
+        pipe.get(STATUS)
+        segments, stages, scores, count, top_ids, version, status = pipe.execute()
+        by_segment: dict[str, list[int]] = {}
+        for name, n in scores.items():
+            segment, bucket = name.rsplit(SEP, 1)
+            if int(n):
+                by_segment.setdefault(segment, [0] * SCORE_BUCKETS)[int(bucket)] += int(n)
+        overall = [sum(b[i] for b in by_segment.values()) for i in range(SCORE_BUCKETS)]
+        matrix: dict[str, dict[str, int]] = {}
+        for name, n in stages.items():
+            declared, behavioural = name.split(SEP, 1)
+            if int(n):
+                matrix.setdefault(declared, {})[behavioural] = int(n)
+        rows = self._rows(top_ids)
+        return Insights(
+            customers=int(count),
+            segments=sorted(((s, int(n)) for s, n in segments.items() if int(n)), key=lambda x: (-x[1], x[0])),
+            stages=matrix, scores=overall, scores_by_segment=by_segment, top=rows,
+            version=int(version or 0), feeder=FeederStatus.from_json(status),
+        )
 
-    def actions(self, limit: int = 15, customer_id: str | None = None) -> list[dict[str, Any]]:
-        """The latest sent actions with their status against the pipeline's view: two round trips."""
-        actions = []
-        for raw in self.redis.lrange(ACTIONS, 0, ACTIONS_KEPT - 1):
-            try:
-                action = json.loads(raw)
-            except ValueError:
-                continue
-            if isinstance(action, dict) and (customer_id is None or action.get("customer_id") == customer_id):
-                actions.append(action)
-            if len(actions) >= limit:
-                break
-        if not actions:
-            return []
-        statuses = self.hmget_many([str(a.get("customer_id")) for a in actions], ACTION_FIELDS)
-        for action, values in zip(actions, statuses, strict=True):
-            fields = dict(zip(ACTION_FIELDS, values, strict=True))
-            action["arrived"] = action_arrived(action, fields)
-            view = model.from_hash(fields)
-            action["view"] = view if action["arrived"] else None
-            action["sent_iso"] = model.iso(action.get("sent_ms"))
-        return actions
+    def meta(self) -> dict[str, Any]:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(META)
+        pipe.zcard(IDS)
+        meta, count = pipe.execute()
+        return {
+            "version": int(meta.get("version") or 0),
+            "last_write_ms": int(meta["last_write_ms"]) if meta.get("last_write_ms") else None,
+            "customers": int(count),
+        }

@@ -1,25 +1,29 @@
-"""The background consumer that feeds the Redis cache, supervised so it never dies silently.
+"""The feeder: Kafka -> Redis, the only process that writes the web UI's cache.
 
-One thread per process (see ``webapp.gunicorn_conf`` for how that holds under gunicorn) runs a
-confluent-kafka Consumer in its own group (``CONSUMER_GROUP``, ``enable.auto.commit=false``) over
-``dom.customer.consolidated.v1`` (JSON), ``dom.propensity.score.v1`` and
-``dom.segment.materialized.v1`` (Avro, decoded with the project serde through the Schema Registry).
+Run: ``python -m webapp.feeder`` (the chart runs it as its own Deployment, one replica, Recreate).
 
-Per consumed batch (up to ``BATCH_MAX`` records): decode and map each record, skip and count a
-malformed one, write the whole batch to Redis in one atomic script call (data, indexes and the
-batch's next offsets together), THEN commit the same offsets to Kafka.
+What it reads (``webapp.records``): the customer view's topics ``dom.customer.consolidated.v1``
+(JSON, contract ``schemas/json/customer_consolidated.json``), ``dom.propensity.score.v1`` and
+``dom.segment.materialized.v1`` (Avro), and for the customer page's history
+``dom.customer.order.enriched.v1`` (JSON) and ``dom.activation.delivery.status.v1`` (Avro). A record
+that does not match its contract is skipped (an unexpected field alone is only noted), counted per
+topic and kind, and each kind is logged once.
 
-Positions: the offsets stored in Redis with the data are the source of truth, the Kafka commit
-follows them (it is what lag monitoring and Kafka UI show). This is what makes a Redis restart
-without persistence safe: the wiped cache has no offsets (and a new epoch), so the consumer seeks
-back and rebuilds it; with Kafka offsets alone the cache would stay empty behind "committed"
-offsets. When Redis is down the consumer pauses its partitions (staying in the group), and when it
-returns re-reads the positions from Redis and resumes: nothing is lost, nothing is written twice out
-of order (re-applying a record is idempotent: every record carries all the fields its topic owns).
+One writer: the feeder holds a lease in Redis (``feeder:lease``, renewed every few seconds, expiring
+if it stops) before it reads anything; a second feeder waits on standby. Every batch is one
+transaction that fails when the lease is no longer this feeder's (``webapp.cache.CacheWriter``).
 
-Supervision: any exception in the consumer loop is logged with its traceback, counted, reported in
-``status()`` (shown by ``/readyz`` and the page) and the loop is rebuilt after a backoff
-(1 s doubling to 30 s). ``ensure_running()`` restarts the thread itself if it ever ended.
+Positions: no consumer-group membership. The feeder assigns itself every partition of the five
+topics at the offsets stored in Redis with the data (the beginning for a new or wiped cache), writes
+each batch (data, indexes, insight counters, next offsets, version) in one transaction, THEN commits
+the same offsets to Kafka under ``CONSUMER_GROUP`` (what lag monitoring and Kafka UI show). A crash
+between the two loses nothing and applies nothing twice: a restart reads the positions from Redis.
+When Redis, Kafka or the registry is unreachable the feeder waits, re-reads its positions and goes on.
+
+Status: a typed object (``webapp.status.FeederStatus``) in ``feeder:status``, rewritten every
+STATUS_INTERVAL_S and after batches: per topic lag, records, newest record time, mismatches; the
+dead-letter topic's size; Kafka, Redis and registry health. Probes: ``/healthz`` (the loop turns)
+and ``/readyz`` (holding the lease, Redis and Kafka reachable) on FEEDER_HEALTH_PORT.
 """
 
 from __future__ import annotations
@@ -29,10 +33,15 @@ import json
 import logging
 import os
 import re
+import signal
+import socket
+import sys
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from confluent_kafka import (
@@ -44,16 +53,25 @@ from confluent_kafka import (
     Message,
     TopicPartition,
 )
-from confluent_kafka.schema_registry.error import SchemaRegistryError
 
-from schemas import serde
+from common.settings import ConfigError
+from schemas import serde, topics
 from webapp import cache as cache_mod
-from webapp import model
-from webapp.cache import Cache, EpochMismatch, RedisError, Update
+from webapp import records as rec
+from webapp.cache import CacheWriter, EpochMismatch, LeaseLost, RedisError
 from webapp.settings import WebSettings
+from webapp.status import (
+    RESTARTING,
+    RUNNING,
+    STANDBY,
+    STARTING,
+    STOPPED,
+    WAITING_REDIS,
+    FeederStatus,
+    TopicStatus,
+)
 
 log = logging.getLogger("webapp.feeder")
-
 
 _DIGITS = re.compile(r"\d+")
 
@@ -83,174 +101,399 @@ class _Throttle(logging.Filter):
 kafka_log = logging.getLogger("webapp.kafka")
 kafka_log.addFilter(_Throttle())
 
-BATCH_MAX = 500
 POLL_TIMEOUT_S = 0.5
 STATS_INTERVAL_MS = 2000
 STATS_STALE_S = 15.0
+STATUS_INTERVAL_S = 2.0
 EPOCH_CHECK_S = 2.0
+METADATA_CHECK_S = 10.0
+DEAD_LETTER_CHECK_S = 10.0
+LEASE_TTL_MS = 15_000
+LEASE_RENEW_S = 4.0
+STANDBY_POLL_S = 2.0
+LIVENESS_S = 60.0
 BACKOFF_FIRST_S = 1.0
 BACKOFF_MAX_S = 30.0
 _KAFKA_DOWN_CODES = {KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._RESOLVE,
                      KafkaError._AUTHENTICATION}
+FEED_NAMES = [t.name for t in rec.FEED_TOPICS]
 
 
-class RegistryUnavailable(RuntimeError):
-    """The Schema Registry could not be asked for a schema (transient: the batch is retried)."""
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
 
-class CacheFeeder:
-    def __init__(
-        self,
-        settings: WebSettings,
-        *,
-        consumer_conf: dict[str, Any] | None = None,
-        clock: Callable[[], float] = time.time,
-    ):
+def _one_line(exc: BaseException | str) -> str:
+    return " ".join(str(exc).split())[:300] or type(exc).__name__
+
+
+class _Standby(Exception):
+    """Another feeder holds the lease."""
+
+
+class Feeder:
+    def __init__(self, settings: WebSettings, *, consumer_conf: dict[str, Any] | None = None,
+                 clock: Callable[[], float] = time.time, instance: str | None = None):
         self.settings = settings
         self._extra_conf = dict(consumer_conf or {})
         self._clock = clock
-        self._thread: threading.Thread | None = None
-        self._pid: int | None = None
+        self.instance = instance or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._stop = threading.Event()
-        self._start_lock = threading.Lock()
-        self._status_lock = threading.Lock()
+        self._lock = threading.Lock()  # guards self.status against the health server's threads
+        self.status = FeederStatus(self.instance, pid=os.getpid(), started_ms=_now_ms(),
+                                   group=settings.consumer_group,
+                                   topics={name: TopicStatus(name) for name in FEED_NAMES})
+        self.loop_at = time.monotonic()  # liveness: the loop's last turn
         self._reset_pending = settings.cache_reset_on_start
-        # status (read by the web threads through status())
-        self.state = "stopped"
-        self.kafka_ok: bool | None = None
-        self.kafka_reason: str | None = "not connected yet"
-        self.redis_ok: bool | None = None
-        self.redis_reason: str | None = None
-        self.registry_reason: str | None = None
-        self.lag: int | None = None
-        self.lag_by_partition: dict[str, int] = {}
-        self.assigned: list[str] = []
-        self.restarts = 0
-        self.last_error: str | None = None
-        self.last_error_ms: int | None = None
-        self.records = 0
-        self.malformed: Counter[str] = Counter()
-        self.batches = 0
-        self.commit_failures = 0
-        self.cache_rebuilds = 0
-        self.last_batch_ms: int | None = None
-        self._last_stats_at: float | None = None
+        self._logged_kinds: set[tuple[str, str]] = set()
         # per run
+        self._writer: CacheWriter | None = None
+        self._decoder: rec.Decoder | None = None
         self._epoch: str | None = None
-        self._epoch_checked = 0.0
-        self._resync = False
-        # next offset known to be in the cache, per assigned partition (consumer thread only)
-        self._written: dict[tuple[str, int], int] = {}
-        self._cache: Cache | None = None
-        self._serdes: dict[str, serde.TopicSerde] = {}
-        self._registry: Any = None
+        self._written: dict[tuple[str, int], int] = {}  # next offset known to be in the cache
+        self._missing_topics: list[str] = []
+        self._last_stats_at: float | None = None
+        self._due: dict[str, float] = {}
 
-    # ---- lifecycle ----------------------------------------------------------------------------------------
-    def ensure_running(self) -> None:
-        """Start the thread in this process if it is not running (idempotent, fork-safe: a thread
-        inherited through fork() does not exist in the child, the pid check catches that)."""
-        with self._start_lock:
-            if self._thread is not None and self._thread.is_alive() and self._pid == os.getpid():
-                return
-            if self._thread is not None and self._pid == os.getpid() and not self._stop.is_set():
-                self._report_error("consumer thread had ended; restarted")
-                self.restarts += 1
-            self._stop.clear()
-            self._pid = os.getpid()
-            self._thread = threading.Thread(target=self._supervise, name="cache-feeder", daemon=True)
-            self._thread.start()
-
-    def stop(self, timeout: float = 15.0) -> None:
+    # ---- lifecycle ------------------------------------------------------------------------------------------
+    def stop(self) -> None:
         self._stop.set()
-        thread = self._thread
-        if thread is not None and thread.is_alive() and self._pid == os.getpid():
-            thread.join(timeout)
-        self.state = "stopped"
 
     @property
-    def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive() and self._pid == os.getpid()
+    def stopping(self) -> bool:
+        return self._stop.is_set()
 
-    def status(self) -> dict[str, Any]:
-        with self._status_lock:
-            kafka_ok = self.kafka_ok
-            kafka_reason = self.kafka_reason
-            if kafka_ok and self._last_stats_at is not None and self._clock() - self._last_stats_at > STATS_STALE_S:
-                kafka_ok, kafka_reason = None, f"no client statistics for {STATS_STALE_S:g}s"
-            return {
-                "alive": self.alive,
-                "state": self.state,
-                "kafka_ok": kafka_ok,
-                "kafka_reason": kafka_reason,
-                "redis_ok": self.redis_ok,
-                "redis_reason": self.redis_reason,
-                "registry_reason": self.registry_reason,
-                "lag": self.lag,
-                "lag_by_partition": dict(self.lag_by_partition),
-                "assigned": list(self.assigned),
-                "restarts": self.restarts,
-                "last_error": self.last_error,
-                "last_error_ms": self.last_error_ms,
-                "records": self.records,
-                "malformed": dict(self.malformed),
-                "batches": self.batches,
-                "commit_failures": self.commit_failures,
-                "cache_rebuilds": self.cache_rebuilds,
-                "last_batch_ms": self.last_batch_ms,
-                "group": self.settings.consumer_group,
-            }
-
-    # ---- supervision ----------------------------------------------------------------------------------------
-    def _supervise(self) -> None:
+    def run(self) -> None:
+        """Until stop(): run, and rebuild everything after any failure (logged, counted, reported)."""
         backoff = BACKOFF_FIRST_S
         while not self._stop.is_set():
-            started = time.monotonic()
+            started = self.loop_at = time.monotonic()
             try:
-                self.state = "starting"
                 self._run()
+            except _Standby:
+                self._set(state=STANDBY)
+                self._stop.wait(STANDBY_POLL_S)
+                continue
             except Exception as exc:  # the loop must never die silently
-                log.exception("cache consumer failed; restarting in %.0fs", backoff)
-                self._report_error(f"{type(exc).__name__}: {exc}")
-                self.restarts += 1
-                self.state = "restarting"
+                log.exception("feeder failed; restarting in %.0fs", backoff)
+                self._error(f"{type(exc).__name__}: {exc}")
+                self._set(state=RESTARTING, restarts=self.status.restarts + 1)
+                self._publish_status()
                 if time.monotonic() - started > 60:
                     backoff = BACKOFF_FIRST_S
                 self._stop.wait(backoff)
                 backoff = min(BACKOFF_MAX_S, backoff * 2)
-        self.state = "stopped"
+        self._set(state=STOPPED)
+        self._publish_status()
+
+    # ---- status ---------------------------------------------------------------------------------------------
+    def _set(self, **changes: Any) -> None:
+        with self._lock:
+            for name, value in changes.items():
+                setattr(self.status, name, value)
+
+    def _error(self, text: str) -> None:
+        self._set(last_error=_one_line(text)[:500], last_error_ms=_now_ms())
+
+    def snapshot(self) -> FeederStatus:
+        with self._lock:
+            status = FeederStatus.from_json(self.status.to_json())
+        assert status is not None
+        if status.kafka_ok and self._last_stats_at is not None and self._clock() - self._last_stats_at > STATS_STALE_S:
+            status.kafka_ok, status.kafka_reason = None, f"no client statistics for {STATS_STALE_S:g}s"
+        return status
+
+    def _publish_status(self) -> None:
+        """Write the status to Redis (only while holding the lease: the one writer)."""
+        writer = self._writer
+        self._set(heartbeat_ms=_now_ms())
+        if writer is None or self.status.state == STANDBY:
+            return
+        with contextlib.suppress(RedisError):  # the loop notices and reports Redis down; the status waits
+            writer.write_status(self.snapshot())
+
+    def ready(self) -> tuple[bool, list[str]]:
+        status = self.snapshot()
+        reasons = []
+        if time.monotonic() - self.loop_at > LIVENESS_S:
+            reasons.append(f"the feeder loop has not turned for {time.monotonic() - self.loop_at:.0f}s")
+        if status.state != RUNNING:
+            reasons.append(f"the feeder is {status.state}")
+        if status.redis_ok is False:
+            reasons.append("Redis is unreachable")
+        if status.kafka_ok is not True:
+            reasons.append(f"Kafka not reachable: {status.kafka_reason}")
+        return not reasons, reasons
+
+    def alive(self) -> bool:
+        return time.monotonic() - self.loop_at <= LIVENESS_S
+
+    # ---- one run ----------------------------------------------------------------------------------------------
+    def _every(self, name: str, interval: float) -> bool:
+        now = time.monotonic()
+        if now >= self._due.get(name, 0.0):
+            self._due[name] = now + interval
+            return True
+        return False
+
+    def _run(self) -> None:
+        self._due = {}
+        self._set(state=STARTING)
+        writer = self._writer = CacheWriter(
+            cache_mod.connect(self.settings.redis_url, self.settings.redis_password, timeout=5.0, name="webapp-feeder"),
+            self.instance, history_max=self.settings.history_max, lease_ttl_ms=LEASE_TTL_MS)
+        try:
+            if not self._with_redis(writer.acquire_lease):
+                raise _Standby()
+            self._decoder = rec.Decoder(serde.registry_client(self.settings.schema_registry_url))
+            consumer = Consumer(self._consumer_conf())
+            try:
+                self._claim(consumer)
+                self._set(state=RUNNING)
+                log.info("feeder %s holds the write lease; feeding the cache from %s", self.instance,
+                         ", ".join(FEED_NAMES))
+                while not self._stop.is_set():
+                    self.loop_at = time.monotonic()
+                    if not self._housekeeping(consumer):
+                        continue
+                    messages = consumer.consume(self.settings.feeder_batch_max, POLL_TIMEOUT_S)
+                    if messages:
+                        self._handle(consumer, messages)
+                    if self._every("status", STATUS_INTERVAL_S):
+                        self._publish_status()
+            finally:
+                try:
+                    consumer.close()
+                except Exception:  # closing a consumer whose broker is gone must not mask the real error
+                    log.warning("consumer close failed", exc_info=True)
+        finally:
+            if self._stop.is_set():
+                self._set(state=STOPPED)
+                self._publish_status()
+                with contextlib.suppress(RedisError):
+                    writer.release_lease()  # a successor need not wait for the lease to expire
+            writer.redis.close()
+            self._writer = None
+
+    def _with_redis(self, call: Callable[[], Any]) -> Any:
+        """Call ``call`` until Redis answers (or we are stopped), reporting the outage meanwhile."""
+        while True:
+            try:
+                result = call()
+            except RedisError as exc:
+                self._redis_down(exc)
+                if self._stop.wait(1.0):
+                    raise _Standby() from None
+                self.loop_at = time.monotonic()
+                continue
+            self._redis_up()
+            return result
 
     def _redis_down(self, exc: BaseException) -> None:
-        reason = " ".join(str(exc).split())[:300] or type(exc).__name__
-        with self._status_lock:
-            was = self.redis_ok
-            self.redis_ok, self.redis_reason = False, reason
-        if was is not False:
-            log.warning("redis unreachable, consumer paused until it is back: %s", reason)
+        if self.status.redis_ok is not False:
+            log.warning("redis unreachable, feeding paused until it is back: %s", _one_line(exc))
+        self._set(redis_ok=False, state=WAITING_REDIS)
+        self._error(f"Redis unreachable: {exc}")
 
     def _redis_up(self) -> None:
-        with self._status_lock:
-            was = self.redis_ok
-            self.redis_ok, self.redis_reason = True, None
-        if was is False:
-            log.info("redis is back: positions re-read from the cache, consuming again")
-        if self.state == "waiting for redis":
-            self.state = "running"
+        if self.status.redis_ok is False:
+            log.info("redis is back: positions re-read from the cache, feeding again")
+        self._set(redis_ok=True)
+        if self.status.state == WAITING_REDIS:
+            self._set(state=RUNNING)
 
-    def _report_error(self, text: str) -> None:
-        with self._status_lock:
-            self.last_error = " ".join(text.split())[:500]
-            self.last_error_ms = int(self._clock() * 1000)
+    def _claim(self, consumer: Consumer) -> None:
+        """Adopt the cache's epoch (resetting it first if asked or if its layout is old) and assign every
+        partition at the offsets stored with the data."""
+        writer = self._writer
+        assert writer is not None
+        if self._reset_pending:
+            removed = self._with_redis(writer.reset)
+            log.warning("cache reset on start: removed %d keys; rebuilding from the topics", removed)
+            self._reset_pending = False
+        self._epoch, created = self._with_redis(writer.claim)
+        if created:
+            self._set(cache_rebuilds=self.status.cache_rebuilds + 1)
+            log.info("cache is empty (epoch %s): building it from the beginning of the topics", self._epoch)
+        stats, mismatches = self._with_redis(writer.stored_stats)
+        with self._lock:
+            for name, t in self.status.topics.items():
+                t.records = int(stats.get(f"records:{name}") or 0)
+                t.last_event_ms = int(stats[f"last_event_ms:{name}"]) if stats.get(f"last_event_ms:{name}") else None
+                t.last_written_ms = (int(stats[f"last_written_ms:{name}"])
+                                     if stats.get(f"last_written_ms:{name}") else None)
+                t.mismatches = {}
+            for key, n in mismatches.items():
+                topic, kind = key.split(cache_mod.SEP, 1)
+                if topic in self.status.topics:
+                    self.status.topics[topic].mismatches[kind] = int(n)
+        self._assign(consumer, rebuild=True)
 
-    # ---- the consumer loop ------------------------------------------------------------------------------------
+    def _assign(self, consumer: Consumer, rebuild: bool = False) -> None:
+        """Assign every partition of the feed topics (new ones too) at the positions in Redis."""
+        writer = self._writer
+        assert writer is not None
+        try:
+            meta = consumer.list_topics(timeout=5)
+        except KafkaException as exc:
+            self._set(kafka_ok=False, kafka_reason=_one_line(exc))
+            self._missing_topics = list(FEED_NAMES)
+            return
+        partitions = [(t, p) for t in FEED_NAMES if t in meta.topics and not meta.topics[t].error
+                      for p in meta.topics[t].partitions]
+        self._missing_topics = [t for t in FEED_NAMES if t not in meta.topics or meta.topics[t].error]
+        if not rebuild and set(partitions) <= set(self._written):
+            return
+        stored = self._with_redis(lambda: writer.stored_offsets(partitions))
+        self._written = {tp: stored.get(tp, 0) for tp in partitions}
+        consumer.assign([TopicPartition(t, p, stored.get((t, p), OFFSET_BEGINNING)) for t, p in partitions])
+        if self._missing_topics:
+            log.info("topics not on the broker yet (checked again every %.0fs): %s", METADATA_CHECK_S,
+                     ", ".join(self._missing_topics))
+
+    def _rewind(self, consumer: Consumer) -> None:
+        """Back to what the cache has (after a batch that was not written)."""
+        consumer.assign([TopicPartition(t, p, o if o > 0 else OFFSET_BEGINNING) for (t, p), o in self._written.items()])
+
+    def _housekeeping(self, consumer: Consumer) -> bool:
+        """The lease, the epoch, new partitions, the dead letters. False: do not consume this turn."""
+        writer = self._writer
+        assert writer is not None
+        try:
+            if self._every("lease", LEASE_RENEW_S) and not writer.renew_lease():
+                log.warning("lost the write lease to %s: standing by", writer.lease_holder() or "nobody")
+                raise _Standby()
+            if self._every("epoch", EPOCH_CHECK_S) and writer.epoch() != self._epoch:
+                # Without traffic no write would notice that Redis restarted empty (or was reset).
+                log.warning("cache epoch changed (%s -> %s): the cache was wiped or reset, rebuilding",
+                            self._epoch, writer.epoch() or "none")
+                if not writer.acquire_lease():
+                    raise _Standby()
+                self._claim(consumer)
+        except RedisError as exc:
+            self._redis_down(exc)
+            self._due.pop("lease", None)
+            self._due.pop("epoch", None)
+            self._stop.wait(1.0)
+            self.loop_at = time.monotonic()
+            if self._every("status", STATUS_INTERVAL_S):
+                self._set(heartbeat_ms=_now_ms())
+            return False
+        self._redis_up()
+        if self._every("metadata", METADATA_CHECK_S) and self._missing_topics:
+            self._assign(consumer)
+        if self._every("dead-letters", DEAD_LETTER_CHECK_S):
+            self._count_dead_letters(consumer)
+        return True
+
+    def _count_dead_letters(self, consumer: Consumer) -> None:
+        name = topics.DEAD_LETTER.name
+        try:
+            meta = consumer.list_topics(name, timeout=2)
+            t = meta.topics.get(name)
+            if t is None or t.error:
+                self._set(dead_letters=None, dead_letters_reason=f"topic {name} not found")
+                return
+            total = 0
+            for p in t.partitions:
+                low, high = consumer.get_watermark_offsets(TopicPartition(name, p), timeout=2, cached=False)
+                total += max(0, high - max(low, 0))
+            self._set(dead_letters=total, dead_letters_reason=None)
+        except KafkaException as exc:
+            self._set(dead_letters_reason=_one_line(exc))
+
+    # ---- a batch ------------------------------------------------------------------------------------------------
+    def _handle(self, consumer: Consumer, messages: list[Message]) -> None:
+        writer, decoder = self._writer, self._decoder
+        assert writer is not None and decoder is not None and self._epoch is not None
+        records: list[rec.Record] = []
+        offsets: dict[tuple[str, int], int] = {}
+        mismatches: Counter[tuple[str, str]] = Counter()
+        for msg in messages:
+            err = msg.error()
+            if err is not None:
+                if err.code() != KafkaError._PARTITION_EOF:
+                    self._on_error(err)
+                continue
+            topic = msg.topic()
+            offsets[(topic, msg.partition())] = msg.offset() + 1
+            kind, stamp = msg.timestamp()
+            try:
+                record, remarks = decoder.decode(topic, msg.key(), msg.value(),
+                                                 None if kind == TIMESTAMP_NOT_AVAILABLE else stamp)
+            except rec.Mismatch as exc:
+                self._mismatch(mismatches, topic, str(exc), msg, skipped=True)
+                continue
+            except rec.RegistryUnavailable as exc:
+                self._set(registry_reason=_one_line(exc))
+                log.warning("schema registry unavailable, the batch will be read again: %s", exc)
+                self._rewind(consumer)
+                self._stop.wait(1.0)
+                return
+            for remark in remarks:
+                self._mismatch(mismatches, topic, remark, msg, skipped=False)
+            records.append(record)
+        self._set(registry_reason=None)
+        if not offsets:
+            return
+        try:
+            writer.write_batch(self._epoch, records, offsets, mismatches)
+        except LeaseLost as exc:
+            log.warning("%s: standing by", exc)
+            raise _Standby() from None
+        except EpochMismatch as exc:
+            log.warning("cache was wiped or reset (%s): re-reading positions from Redis", exc)
+            self._claim(consumer)
+            return
+        except RedisError as exc:
+            self._redis_down(exc)
+            self._rewind(consumer)
+            self._stop.wait(1.0)
+            return
+        self._redis_up()
+        self._written.update(offsets)
+        now = _now_ms()
+        with self._lock:
+            self.status.batches += 1
+            per_topic = Counter(r.topic for r in records)
+            for r in records:
+                t = self.status.topics[r.topic]
+                if r.timestamp_ms is not None and (t.last_event_ms is None or r.timestamp_ms > t.last_event_ms):
+                    t.last_event_ms = r.timestamp_ms
+            for name, n in per_topic.items():
+                self.status.topics[name].records += n
+                self.status.topics[name].last_written_ms = now
+            for (topic, kind), n in mismatches.items():
+                found = self.status.topics[topic].mismatches
+                found[kind] = found.get(kind, 0) + n
+        try:
+            consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()], asynchronous=False)
+        except KafkaException as exc:  # the data and its offsets are safe in Redis; Kafka catches up next batch
+            self._set(commit_failures=self.status.commit_failures + 1)
+            log.warning("offset commit failed (positions are kept in Redis): %s", exc)
+        if self._every("status", STATUS_INTERVAL_S):
+            self._publish_status()
+
+    def _mismatch(self, counts: Counter[tuple[str, str]], topic: str, kind: str, msg: Message, skipped: bool) -> None:
+        counts[(topic, kind)] += 1
+        if (topic, kind) not in self._logged_kinds:  # once per kind and process
+            if len(self._logged_kinds) < 10_000:
+                self._logged_kinds.add((topic, kind))
+            log.warning("%s record %s[%d]@%d does not match its contract: %s (logged once per kind; counted in "
+                        "the feeder status)", "skipped" if skipped else "kept", topic, msg.partition(), msg.offset(),
+                        kind)
+
+    # ---- Kafka client callbacks ----------------------------------------------------------------------------------
     def _consumer_conf(self) -> dict[str, Any]:
         conf: dict[str, Any] = {
             "bootstrap.servers": self.settings.bootstrap_servers,
+            # The group only receives the feeder's commits (lag monitoring, Kafka UI): partitions are
+            # assigned, not balanced, and positions come from Redis.
             "group.id": self.settings.consumer_group,
-            "client.id": f"marketing-engine-webapp-{os.getpid()}",
+            "client.id": f"marketing-engine-feeder-{os.getpid()}",
             "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
             "auto.offset.reset": "earliest",
-            # range assigns the same partition numbers of the three co-keyed topics to one member
-            "partition.assignment.strategy": "range",
             "statistics.interval.ms": STATS_INTERVAL_MS,
             "stats_cb": self._on_stats,
             "error_cb": self._on_error,
@@ -261,222 +504,9 @@ class CacheFeeder:
         conf.update(self._extra_conf)
         return conf
 
-    def _run(self) -> None:
-        self._cache = Cache(cache_mod.connect(self.settings.redis_url, self.settings.redis_password,
-                                              timeout=5.0, name="webapp-feeder"))
-        self._registry = serde.registry_client(self.settings.schema_registry_url)
-        self._serdes = {t.name: serde.TopicSerde(self._registry, t) for t in model.CACHE_TOPICS if t.value_format == "avro"}
-        self._epoch = None
-        self._resync = False
-        self._written = {}
-        consumer = Consumer(self._consumer_conf())
-        try:
-            consumer.subscribe([t.name for t in model.CACHE_TOPICS], on_assign=self._on_assign,
-                               on_revoke=self._on_revoke, on_lost=self._on_revoke)
-            self.state = "running"
-            while not self._stop.is_set():
-                if not self._cache_ready(consumer):
-                    self._idle(consumer)
-                    continue
-                messages = consumer.consume(BATCH_MAX, POLL_TIMEOUT_S)
-                if messages:
-                    self._handle(consumer, messages)
-        finally:
-            with self._status_lock:
-                self.assigned = []
-            try:
-                consumer.close()
-            except Exception:  # closing a consumer whose broker is gone must not mask the real error
-                log.warning("consumer close failed", exc_info=True)
-            self._cache.redis.close()
-
-    def _cache_ready(self, consumer: Consumer) -> bool:
-        """Reset (once, if asked), adopt the cache epoch, re-read positions when needed. False when
-        Redis is unreachable."""
-        assert self._cache is not None
-        try:
-            if self._reset_pending:
-                removed = self._cache.reset()
-                log.warning("cache reset on start: removed %d keys; rebuilding from the topics", removed)
-                self._reset_pending = False
-                self._epoch = None
-            if self._epoch is not None and time.monotonic() - self._epoch_checked > EPOCH_CHECK_S:
-                # Without traffic no write would notice that Redis restarted empty (or was reset):
-                # look at the epoch now and then, and rebuild when it changed.
-                current = self._cache.epoch()
-                self._epoch_checked = time.monotonic()
-                if current != self._epoch:
-                    log.warning("cache epoch changed (%s -> %s): the cache was wiped or reset, rebuilding",
-                                self._epoch, current or "none")
-                    self._epoch = None
-            if self._epoch is None:
-                self._epoch, created = self._cache.claim_epoch()
-                self._epoch_checked = time.monotonic()
-                if created:
-                    self.cache_rebuilds += 1
-                    log.info("cache is empty (new epoch %s): rebuilding from the beginning of the topics", self._epoch)
-                self._resync = True
-            if self._resync:
-                self._seek_to_stored(consumer)
-                self._resync = False
-        except RedisError as exc:
-            self._redis_down(exc)
-            self.state = "waiting for redis"
-            return False
-        except KafkaException as exc:  # e.g. a seek on a partition that is not fetching yet: retry shortly
-            log.info("cannot reposition yet (%s); retrying", exc)
-            self._redis_up()
-            return False
-        self._redis_up()
-        return True
-
-    def _idle(self, consumer: Consumer) -> None:
-        """Redis is down: hold the partitions (paused, still in the group) and wait."""
-        self._resync = True
-        with contextlib.suppress(KafkaException):
-            consumer.pause(consumer.assignment())
-        consumer.poll(1.0)  # serves callbacks; paused partitions deliver nothing (anything else is re-read)
-
-    def _seek_to_stored(self, consumer: Consumer) -> None:
-        assignment = consumer.assignment()
-        if not assignment:
-            return
-        assert self._cache is not None
-        stored = self._cache.stored_offsets([(tp.topic, tp.partition) for tp in assignment])
-        for tp in assignment:
-            consumer.seek(TopicPartition(tp.topic, tp.partition, stored.get((tp.topic, tp.partition), OFFSET_BEGINNING)))
-        # 0 = "from the beginning": the lag then counts the whole partition (bounded below by its start)
-        self._written = {(tp.topic, tp.partition): stored.get((tp.topic, tp.partition), 0) for tp in assignment}
-        consumer.resume(assignment)
-        self.state = "running"
-
-    def _handle(self, consumer: Consumer, messages: list[Message]) -> None:
-        assert self._cache is not None and self._epoch is not None
-        updates: list[Update] = []
-        offsets: dict[tuple[str, int], int] = {}
-        counts: Counter[str] = Counter()
-        for msg in messages:
-            err = msg.error()
-            if err is not None:
-                if err.code() != KafkaError._PARTITION_EOF:
-                    self._on_error(err)
-                continue
-            topic = msg.topic()
-            offsets[(topic, msg.partition())] = msg.offset() + 1
-            counts[f"records:{topic}"] += 1
-            try:
-                updates.append(self._decode(msg))
-            except model.Malformed as exc:
-                counts[f"malformed:{topic}"] += 1
-                log.warning("skipped malformed record %s[%d]@%d: %s", topic, msg.partition(), msg.offset(), exc)
-            except RegistryUnavailable as exc:
-                self.registry_reason = str(exc)
-                log.warning("schema registry unavailable, batch will be re-read: %s", exc)
-                self._resync = True
-                self._stop.wait(1.0)
-                return
-        self.registry_reason = None
-        if not offsets:
-            return
-        try:
-            self._cache.write_batch(self._epoch, updates, offsets, counts)
-        except EpochMismatch as exc:
-            log.warning("cache was wiped or reset (%s): re-reading positions from Redis", exc)
-            self._epoch = None
-            return
-        except RedisError as exc:
-            self._redis_down(exc)
-            self._resync = True
-            return
-        self._redis_up()
-        self._written.update(offsets)
-        with self._status_lock:
-            self.records += sum(n for k, n in counts.items() if k.startswith("records:"))
-            for k, n in counts.items():
-                if k.startswith("malformed:"):
-                    self.malformed[k.split(":", 1)[1]] += n
-            self.batches += 1
-            self.last_batch_ms = int(self._clock() * 1000)
-        try:
-            consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()], asynchronous=False)
-        except KafkaException as exc:  # the data and its offsets are safe in Redis; Kafka catches up next batch
-            self.commit_failures += 1
-            log.warning("offset commit failed (positions are kept in Redis): %s", exc)
-
-    # ---- decoding ---------------------------------------------------------------------------------------------
-    def _decode(self, msg: Message) -> Update:
-        topic = msg.topic()
-        source = model.SOURCE_BY_TOPIC[topic]
-        value = msg.value()
-        if value is None:  # a tombstone: the source no longer has this row
-            return Update(model.resolve_customer_id(msg.key(), None), source, tombstone=True)
-        record = model.decode_json_value(value) if source == model.CONSOLIDATED else self._decode_avro(topic, value)
-        customer_id = model.resolve_customer_id(msg.key(), record)
-        fields = model.map_record(source, record)
-        if source == model.CONSOLIDATED and fields.get("last_activity") is None:
-            kind, stamp = msg.timestamp()
-            if kind != TIMESTAMP_NOT_AVAILABLE:
-                fields["last_activity"] = stamp
-        if source == model.PROPENSITY and fields.get("propensity_score") is None:
-            raise model.Malformed("propensity record without a score")
-        return Update(customer_id, source, fields)
-
-    def _decode_avro(self, topic: str, value: bytes) -> dict[str, Any]:
-        try:
-            schema_id, _ = serde.parse_frame(value)
-        except serde.FramingError as exc:
-            raise model.Malformed(str(exc)) from None
-        try:
-            self._registry.get_schema(schema_id)  # cached after the first lookup
-        except SchemaRegistryError as exc:
-            if exc.http_status_code == 404:
-                raise model.Malformed(f"schema id {schema_id} is unknown to the registry") from None
-            raise RegistryUnavailable(f"registry answered HTTP {exc.http_status_code}: {exc}") from None
-        except Exception as exc:  # connection refused, DNS, timeout (httpx)
-            raise RegistryUnavailable(f"{type(exc).__name__}: {exc}") from None
-        try:
-            record = self._serdes[topic].deserialize(value)
-        except Exception as exc:
-            raise model.Malformed(f"Avro decode failed: {type(exc).__name__}: {exc}") from None
-        if not isinstance(record, dict):
-            raise model.Malformed("Avro value is not a record")
-        return record
-
-    # ---- callbacks (run on the consumer thread, inside poll/consume) ------------------------------------------
-    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        assert self._cache is not None
-        try:
-            stored = self._cache.stored_offsets([(tp.topic, tp.partition) for tp in partitions])
-            for tp in partitions:
-                tp.offset = stored.get((tp.topic, tp.partition), OFFSET_BEGINNING)
-            consumer.assign(partitions)
-            self._written.update({(tp.topic, tp.partition): stored.get((tp.topic, tp.partition), 0)
-                                  for tp in partitions})
-        except RedisError as exc:
-            # Start from Kafka's committed offsets (never ahead of Redis) but hold the partitions
-            # until Redis answers and the positions can be re-read from it.
-            self._redis_down(exc)
-            consumer.assign(partitions)
-            consumer.pause(partitions)
-            self._resync = True
-        with self._status_lock:
-            self.assigned = sorted(f"{tp.topic}[{tp.partition}]" for tp in consumer.assignment())
-        log.info("assigned %s", ", ".join(self.assigned) or "nothing")
-
-    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        for tp in partitions:
-            self._written.pop((tp.topic, tp.partition), None)
-        with self._status_lock:
-            gone = {f"{tp.topic}[{tp.partition}]" for tp in partitions}
-            self.assigned = [a for a in self.assigned if a not in gone]
-            for name in gone:
-                self.lag_by_partition.pop(name, None)
-
     def _on_error(self, err: KafkaError) -> None:
         if err.code() in _KAFKA_DOWN_CODES:
-            with self._status_lock:
-                self.kafka_ok = False
-                self.kafka_reason = err.str()
+            self._set(kafka_ok=False, kafka_reason=err.str())
             kafka_log.warning("kafka unreachable: %s", err.str())
         else:
             kafka_log.warning("kafka error: %s", err.str())
@@ -489,29 +519,31 @@ class CacheFeeder:
         brokers = stats.get("brokers", {})
         up = [name for name, b in brokers.items() if b.get("state") == "UP" and b.get("nodeid", -1) >= 0]
         lags: dict[str, int] = {}
-        complete = True
+        unknown: set[str] = set()
         for topic, t in stats.get("topics", {}).items():
             for pid, p in t.get("partitions", {}).items():
                 if pid == "-1" or not p.get("desired"):
                     continue
-                lag = _partition_lag(p, self._written.get((topic, int(pid))))
+                lag = partition_lag(p, self._written.get((topic, int(pid))))
                 if lag is None:
-                    complete = False
+                    unknown.add(topic)
                 else:
-                    lags[f"{topic}[{pid}]"] = lag
-        with self._status_lock:
+                    lags[topic] = lags.get(topic, 0) + lag
+        with self._lock:
             self._last_stats_at = self._clock()
             if up:
-                self.kafka_ok, self.kafka_reason = True, None
+                self.status.kafka_ok, self.status.kafka_reason = True, None
             else:
                 states = sorted({b.get("state", "?") for n, b in brokers.items() if b.get("nodeid", -1) >= 0})
-                self.kafka_ok = False
-                self.kafka_reason = f"no broker connection up (states: {', '.join(states) or 'none'})"
-            self.lag_by_partition = lags
-            self.lag = sum(lags.values()) if complete and lags else None  # None: unknown or nothing assigned
+                self.status.kafka_ok = False
+                self.status.kafka_reason = f"no broker connection up (states: {', '.join(states) or 'none'})"
+            for name, t in self.status.topics.items():
+                t.lag = None if name in unknown or name in self._missing_topics else lags.get(name, 0)
+            complete = not unknown and not self._missing_topics and bool(lags)
+            self.status.lag = sum(lags.values()) if complete else None
 
 
-def _partition_lag(p: dict[str, Any], written: int | None = None) -> int | None:
+def partition_lag(p: dict[str, Any], written: int | None = None) -> int | None:
     """Records in a partition not yet in the cache: the end offset minus the next offset known to be in
     the cache (from Redis, else the committed one, else the start of the partition)."""
     end = p.get("ls_offset", -1001)
@@ -524,3 +556,133 @@ def _partition_lag(p: dict[str, Any], written: int | None = None) -> int | None:
                 base = max(base, start)  # records deleted by retention are not owed to the cache
             return max(0, end - base)
     return None
+
+
+# ---- the health endpoint -------------------------------------------------------------------------------------------
+
+
+def health_server(feeder: Feeder, host: str, port: int) -> ThreadingHTTPServer:
+    """/healthz: the loop turns (liveness: a dependency outage never fails it). /readyz: holding the lease
+    and feeding, Redis and Kafka reachable; 503 with the reasons otherwise. /status: the status JSON."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            if self.path == "/healthz":
+                ok = feeder.alive()
+                body: dict[str, Any] = {"status": "ok" if ok else "stuck"}
+            elif self.path == "/readyz":
+                ok, reasons = feeder.ready()
+                body = {"ready": ok, "reasons": reasons}
+            elif self.path == "/status":
+                ok, body = True, feeder.snapshot().as_json()
+            else:
+                ok, body = False, {"error": "not found"}
+                self._send(404, body)
+                return
+            self._send(200 if ok else 503, body)
+
+        def _send(self, code: int, body: dict[str, Any]) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - probes every few seconds: quiet
+            return
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="feeder-health", daemon=True).start()
+    return server
+
+
+# ---- the entry point ----------------------------------------------------------------------------------------------
+
+
+class StartupError(RuntimeError):
+    """A dependency the feeder cannot start without; ``str()`` is the one line the entry point prints."""
+
+
+def check_kafka(settings: WebSettings) -> None:
+    """The broker answers a metadata request within STARTUP_WAIT_S (it may still be starting)."""
+    consumer = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": settings.consumer_group,
+                         "socket.connection.setup.timeout.ms": 5000, "logger": kafka_log})
+    deadline = time.monotonic() + settings.startup_wait_s
+    try:
+        while True:
+            try:
+                consumer.list_topics(timeout=min(5.0, max(0.5, deadline - time.monotonic())))
+                return
+            except KafkaException as exc:
+                if time.monotonic() >= deadline:
+                    raise StartupError(
+                        f"Kafka unreachable at {settings.bootstrap_servers} ({settings.env_name('bootstrap_servers')}): "
+                        f"{_one_line(exc)} (waited {settings.startup_wait_s:g}s, {settings.env_name('startup_wait_s')})"
+                    ) from None
+    finally:
+        consumer.close()
+
+
+def check_registry(settings: WebSettings) -> None:
+    """The Schema Registry answers within STARTUP_WAIT_S (the Avro topics cannot be read without it)."""
+    url = settings.schema_registry_url
+    if url.startswith("mock://"):
+        return
+    client = serde.registry_client(url)
+    deadline = time.monotonic() + settings.startup_wait_s
+    while True:
+        try:
+            client.get_subjects()
+            return
+        except Exception as exc:  # connection refused, DNS, timeout, not a registry
+            if time.monotonic() >= deadline:
+                raise StartupError(
+                    f"Schema Registry unreachable at {url} ({settings.env_name('schema_registry_url')}): "
+                    f"{_one_line(exc)} (waited {settings.startup_wait_s:g}s, {settings.env_name('startup_wait_s')})"
+                ) from None
+            time.sleep(0.5)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from common.logs import configure
+    from webapp.runtime import redis_address, wait_for_redis
+
+    try:
+        settings = WebSettings.from_env(os.environ)
+    except ConfigError as exc:
+        print(f"webapp.feeder: {exc}", file=sys.stderr)
+        return 2
+    configure(settings.log_level, settings.log_json)
+    try:
+        wait_for_redis(settings)
+        check_kafka(settings)
+        check_registry(settings)
+        server = health_server(feeder := Feeder(settings), settings.bind_host, settings.feeder_health_port)
+    except (StartupError, RuntimeError) as exc:
+        print(f"webapp.feeder: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"webapp.feeder: cannot listen on {settings.bind_host}:{settings.feeder_health_port} "
+              f"({settings.env_name('feeder_health_port')}): {exc.strerror or exc}", file=sys.stderr)
+        return 2
+
+    def on_signal(signum: int, frame: Any) -> None:
+        log.info("signal %d: stopping after the current batch", signum)
+        feeder.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    log.info("feeder %s: health on %s:%d, Redis %s, Kafka %s", feeder.instance, settings.bind_host,
+             settings.feeder_health_port, redis_address(settings.redis_url), settings.bootstrap_servers)
+    try:
+        feeder.run()
+    finally:
+        server.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

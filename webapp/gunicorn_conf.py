@@ -1,14 +1,9 @@
 """gunicorn configuration of the web UI (the image runs ``gunicorn -c python:webapp.gunicorn_conf``).
 
-Consumer thread, once per worker process — how:
-  * ``preload_app = False``: gunicorn imports and builds the app (``webapp:create_app()``) in each
-    worker AFTER the fork, and ``create_app`` starts the cache consumer thread there. A thread
-    started in the master would not survive the fork anyway, and the master must not consume.
-  * ``post_worker_init`` then calls ``ensure_running()`` on the worker's feeder: idempotent and
-    pid-guarded, so it is a no-op normally and starts the thread if the app had been built
-    elsewhere. Health checks call the same method, so a thread that ever ended is restarted.
-  Each worker's consumer joins the same group (CONSUMER_GROUP), so the workers split the partitions;
-  they all write to the one Redis, and the atomic batch script keeps their writes consistent.
+The workers only read Redis and publish the visitors' actions: the cache's one writer is the feeder,
+a process of its own (``python -m webapp.feeder``, its own Deployment in the chart). So any number of
+workers and replicas is safe, and ``preload_app`` stays False only to keep each worker's Redis and
+Kafka clients out of the master.
 
 Settings are checked here, before any worker starts: a bad value (or production without SECRET_KEY)
 prints one line to stderr and exits 2, instead of a traceback per worker; so does Redis not answering
@@ -68,14 +63,10 @@ def post_worker_init(worker) -> None:  # noqa: ANN001 - gunicorn's hook signatur
     from common.logs import configure
 
     configure(_settings.log_level, _settings.log_json)
-    app = getattr(worker, "wsgi", None)
-    runtime = getattr(app, "extensions", {}).get("marketing_engine") if app is not None else None
-    if runtime is not None and runtime.feeder is not None:
-        runtime.feeder.ensure_running()
 
 
 def worker_exit(server, worker) -> None:  # noqa: ANN001
-    """Leave the consumer group cleanly (no session-timeout wait for the partitions)."""
+    """Flush the publisher (an action sent just before the shutdown is delivered)."""
     app = getattr(worker, "wsgi", None)
     runtime = getattr(app, "extensions", {}).get("marketing_engine") if app is not None else None
     if runtime is not None:

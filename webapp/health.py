@@ -10,29 +10,28 @@ bp = Blueprint("health", __name__)
 
 @bp.get("/healthz")
 def healthz() -> ResponseReturnValue:
-    """Liveness: never depends on Redis or Kafka (restarting the pod would not bring them back)."""
+    """Liveness: never depends on Redis or the feeder (restarting the pod would not bring them back)."""
     return jsonify({"status": "ok"})
 
 
 @bp.get("/readyz")
 def readyz() -> ResponseReturnValue:
-    """Readiness: Redis answers; and when this process feeds the cache: the consumer thread is alive
-    and running, Kafka is reachable, and the lag is within READY_MAX_LAG (when set). 503 + reasons."""
+    """Readiness: Redis answers, and the feeder reports fresh status, running, with Kafka reachable and
+    the lag within READY_MAX_LAG (when set). 503 + reasons otherwise."""
     rt = current_app.extensions["marketing_engine"]
     health = rt.health()
     reasons = list(health.problems)
-    consumer = health.consumer
+    feeder = health.feeder
     max_lag = rt.settings.ready_max_lag
-    if consumer is not None and max_lag and consumer["lag"] is not None and consumer["lag"] > max_lag:
-        reasons.append(f"consumer lag {consumer['lag']} exceeds READY_MAX_LAG={max_lag}")
+    if feeder is not None and health.feeder_fresh and max_lag and feeder.lag is not None and feeder.lag > max_lag:
+        reasons.append(f"feeder lag {feeder.lag} exceeds READY_MAX_LAG={max_lag}")
     body = {
         "ready": not reasons,
         "reasons": reasons,
         "redis": {"ok": health.redis_ok, "reason": health.redis_reason},
-        "kafka": {"ok": health.kafka_ok, "reason": consumer["kafka_reason"] if consumer else None},
-        "consumer": None if consumer is None else {
-            k: consumer[k] for k in ("alive", "state", "group", "lag", "lag_by_partition", "assigned", "restarts",
-                                     "last_error", "records", "malformed", "batches", "commit_failures")
+        "feeder": None if feeder is None else {
+            "state": feeder.state, "fresh": health.feeder_fresh, "age_s": health.feeder_age_s,
+            "kafka_ok": feeder.kafka_ok, "lag": feeder.lag, "instance": feeder.instance,
         },
         "cache_version": health.version,
     }

@@ -1,4 +1,5 @@
-"""Per-process state of the web app: Redis client and cache, the cache feeder, the seed's publisher."""
+"""Per-process state of the web server: a read-only Redis client, the seed's publisher, and what the
+pages say about the pipeline (read from the feeder's status in Redis; the web never asks Kafka)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import logging
 import random
 import threading
 import time
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,82 +17,89 @@ import redis
 from schemas.topics import Topic
 from seed.publish import Publisher, PublishError, make_publisher
 from webapp import cache as cache_mod
-from webapp.cache import Cache, RedisError
-from webapp.feeder import CacheFeeder
+from webapp.cache import CacheReader, RedisError
 from webapp.settings import WebSettings
+from webapp.status import RUNNING, FeederStatus
 
 log = logging.getLogger("webapp")
 
 
 @dataclass
 class Health:
-    """What the page, /api/status and /readyz say about the dependencies."""
+    """What the pages, /api/status and /readyz say about the cache and its feeder."""
 
     redis_ok: bool
     redis_reason: str | None
     version: int | None
-    consumer: dict[str, Any] | None  # None: the consumer is disabled in this process
+    customers: int | None
+    feeder: FeederStatus | None  # None: the feeder has never reported (or Redis is down)
+    feeder_age_s: float | None
+    feeder_fresh: bool
     problems: list[str] = field(default_factory=list)
 
     @property
     def kafka_ok(self) -> bool | None:
-        return None if self.consumer is None else self.consumer["kafka_ok"]
+        return self.feeder.kafka_ok if self.feeder is not None and self.feeder_fresh else None
 
     @property
     def signature(self) -> str:
-        c = self.consumer or {}
-        return f"r{int(self.redis_ok)}k{c.get('kafka_ok')}s{c.get('state')}a{c.get('alive')}e{c.get('restarts')}"
+        f = self.feeder
+        state = f"{f.state}:{f.kafka_ok}:{f.restarts}:{f.registry_reason is None}" if f else "none"
+        return f"r{int(self.redis_ok)}f{int(self.feeder_fresh)}:{state}"
 
     def as_json(self) -> dict[str, Any]:
         return {
             "redis": {"ok": self.redis_ok, "reason": self.redis_reason},
-            "kafka": {"ok": self.kafka_ok, "reason": (self.consumer or {}).get("kafka_reason")},
-            "consumer": self.consumer,
+            "kafka": {"ok": self.kafka_ok, "reason": self.feeder.kafka_reason if self.feeder else None},
+            "feeder": None if self.feeder is None else {**self.feeder.as_json(), "fresh": self.feeder_fresh},
             "version": self.version,
+            "customers": self.customers,
             "problems": self.problems,
             "signature": self.signature,
         }
+
+
+def health_from(settings: WebSettings, version: int | None, status: FeederStatus | None, customers: int | None,
+                redis_reason: str | None = None, now: float | None = None) -> Health:
+    if redis_reason is not None:
+        return Health(False, redis_reason, None, None, None, None, False, [f"Redis is unreachable: {redis_reason}"])
+    problems: list[str] = []
+    age = status.age_s(now) if status is not None else None
+    fresh = status is not None and age is not None and age <= settings.feeder_stale_s and status.state != "stopped"
+    if status is None:
+        problems.append("the feeder has not reported yet: nothing feeds the cache (python -m webapp.feeder)")
+    elif not fresh:
+        problems.append(f"the feeder has not reported for {age:.0f}s (last state: {status.state}): "
+                        "the cache is not being updated")
+    else:
+        if status.state != RUNNING:
+            problems.append(f"the feeder is {status.state}" + (f" after: {status.last_error}" if status.last_error
+                                                                else ""))
+        if status.kafka_ok is False:
+            problems.append(f"Kafka is unreachable: {status.kafka_reason}")
+        elif status.kafka_ok is None:
+            problems.append(f"Kafka not confirmed reachable yet: {status.kafka_reason}")
+        if status.registry_reason:
+            problems.append(f"the Schema Registry is unreachable: {status.registry_reason}")
+    return Health(True, None, version, customers, status, age, fresh, problems)
 
 
 class Runtime:
     def __init__(self, settings: WebSettings):
         self.settings = settings
         self.redis = cache_mod.connect(settings.redis_url, settings.redis_password, timeout=2.0)
-        self.cache = Cache(self.redis, search_max_matches=settings.search_max_matches)
-        self.feeder: CacheFeeder | None = CacheFeeder(settings) if settings.consumer_enabled else None
+        self.cache = CacheReader(self.redis, search_max_matches=settings.search_max_matches)
         self._publisher: Publisher | None = None
         self._publisher_lock = threading.Lock()
         self.rng = random.SystemRandom()  # ids and random choices of the UI's actions
         self._closed = False
 
-    # -- dependencies ----------------------------------------------------------------------------------------
     def health(self) -> Health:
         try:
-            version: int | None = self.cache.version()
-            redis_ok, redis_reason = True, None
+            version, status, customers = self.cache.version_and_status()
         except RedisError as exc:
-            version, redis_ok, redis_reason = None, False, _one_line(exc)
-        consumer = None
-        if self.feeder is not None:
-            if not self._closed:
-                self.feeder.ensure_running()  # restarts (and reports) a consumer thread that ended
-            consumer = self.feeder.status()
-        problems = []
-        if not redis_ok:
-            problems.append(f"Redis is unreachable: {redis_reason}")
-        if consumer is not None:
-            if not consumer["alive"]:
-                problems.append("the cache consumer thread is not running")
-            elif consumer["state"] not in {"running", "waiting for redis"}:
-                problems.append(f"the cache consumer is {consumer['state']}"
-                                + (f" after: {consumer['last_error']}" if consumer["last_error"] else ""))
-            if consumer["kafka_ok"] is False:
-                problems.append(f"Kafka is unreachable: {consumer['kafka_reason']}")
-            elif consumer["kafka_ok"] is None:
-                problems.append(f"Kafka not confirmed reachable yet: {consumer['kafka_reason']}")
-            if consumer["registry_reason"]:
-                problems.append(f"the Schema Registry is unreachable: {consumer['registry_reason']}")
-        return Health(redis_ok, redis_reason, version, consumer, problems)
+            return health_from(self.settings, None, None, None, redis_reason=_one_line(exc))
+        return health_from(self.settings, version, status, customers)
 
     # -- publishing ---------------------------------------------------------------------------------------------
     def publisher(self) -> Publisher:
@@ -112,22 +119,10 @@ class Runtime:
             raise PublishError(self.settings.transport, topic.name, f"{acked} of 1 records acknowledged")
         return acked
 
-    def record_action(self, kind: str, customer_id: str, topic: Topic, summary: str,
-                      before: int | None = None) -> dict[str, Any]:
-        """Remember a published action (shown as "sent" until the pipeline's view reflects it)."""
-        action = {
-            "id": uuid.uuid4().hex, "kind": kind, "customer_id": customer_id, "topic": topic.name,
-            "summary": summary, "sent_ms": int(time.time() * 1000), "before": before,
-        }
-        self.cache.record_action(action)
-        return action
-
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        if self.feeder is not None:
-            self.feeder.stop()
         with self._publisher_lock:
             if self._publisher is not None:
                 try:

@@ -4,8 +4,12 @@ The publisher settings (``PUBLISH_TRANSPORT``, ``REST_PROXY_URL``, ``SCHEMA_REGI
 ``KAFKA_BOOTSTRAP_SERVERS``, ``PUBLISH_TIMEOUT_S``, ...) are the seed's: their fields are copied from
 :class:`seed.settings.PublisherSettings` (same variable, default and parser, declared once in the
 seed), so ``common.settings.env_names(WebSettings)`` lists every variable the web app reads, and
-``WebSettings.publisher`` hands them back as a ``PublisherSettings``. The cache consumer reads from
-the same ``KAFKA_BOOTSTRAP_SERVERS`` and decodes Avro through the same ``SCHEMA_REGISTRY_URL``.
+``WebSettings.publisher`` hands them back as a ``PublisherSettings``. The feeder reads from the same
+``KAFKA_BOOTSTRAP_SERVERS`` and decodes Avro through the same ``SCHEMA_REGISTRY_URL``.
+
+One settings object for both processes of the web UI, the gunicorn server and the feeder
+(``python -m webapp.feeder``): they share the Redis and Kafka endpoints, and the chart renders one
+set of variables for the two.
 """
 
 from __future__ import annotations
@@ -56,6 +60,13 @@ def _bind_host(raw: str) -> str:
     return raw
 
 
+def _positive_float(raw: str) -> float:
+    value = float(raw)
+    if not value > 0:  # also rejects NaN
+        raise ValueError("must be > 0")
+    return value
+
+
 def _port(raw: str) -> int:
     value = int(raw)
     if not 0 < value < 65536:
@@ -72,20 +83,33 @@ class WebSettings:
     redis_url: str = s.env("REDIS_URL", DEFAULT_REDIS_URL, s.redis_url, "redis://host:port/db")
     redis_password: str = s.env("REDIS_PASSWORD", "", str, "a password ('' = none or the one in REDIS_URL)")
     consumer_group: str = s.env(
-        "CONSUMER_GROUP", "marketing-engine-webapp", _consumer_group, "a Kafka consumer group id without spaces"
-    )
-    consumer_enabled: bool = s.env(
-        "CACHE_CONSUMER_ENABLED", True, s.boolean, "true or false (false: serve the cache, do not feed it)"
+        "CONSUMER_GROUP", "marketing-engine-webapp", _consumer_group,
+        "a Kafka consumer group id without spaces (the feeder commits its positions there, for lag monitoring)",
     )
     cache_reset_on_start: bool = s.env(
-        "CACHE_RESET_ON_START", False, s.boolean, "true or false (wipe the cache and rebuild it from the topics)"
+        "CACHE_RESET_ON_START", False, s.boolean, "true or false (the feeder wipes the cache and rebuilds it)"
     )
     startup_wait_s: float = s.env(
         "STARTUP_WAIT_S", 30.0, s.non_negative_float,
-        "seconds >= 0 (how long the server waits at start for Redis to answer before it gives up)",
+        "seconds >= 0 (how long a process waits at start for its dependencies before it gives up)",
     )
     ready_max_lag: int = s.env(
-        "READY_MAX_LAG", 0, s.non_negative_int, "an integer >= 0 (0 = report the lag, never fail on it)"
+        "READY_MAX_LAG", 0, s.non_negative_int, "an integer >= 0 (0 = report the feeder's lag, never fail on it)"
+    )
+    # -- the feeder (python -m webapp.feeder) ----------------------------------------------------------------
+    feeder_health_port: int = s.env(
+        "FEEDER_HEALTH_PORT", 8081, _port, "a TCP port 1-65535 (the feeder's /healthz and /readyz)"
+    )
+    feeder_batch_max: int = s.env(
+        "FEEDER_BATCH_MAX", 500, s.positive_int, "an integer > 0 (records per cache transaction)"
+    )
+    feeder_stale_s: float = s.env(
+        "FEEDER_STALE_S", 15.0, _positive_float,
+        "seconds > 0 (the web UI reports the feeder as not running when its status is older)",
+    )
+    history_max: int = s.env(
+        "HISTORY_MAX", 20, s.positive_int,
+        "an integer > 0 (scores, segment changes, orders and engagements kept per customer)",
     )
     # -- web ----------------------------------------------------------------------------------------------
     app_env: str = s.env("APP_ENV", "production", s.choice(*APP_ENVS), "development or production")

@@ -1,18 +1,20 @@
-"""The HTML pages: the customer table, the detail view, the action forms and the live-refresh fragments."""
+"""The HTML pages: the customer table, the customer page, the insights page, the action forms and the
+live-refresh fragments. Every page reads only Redis (the web UI never writes it)."""
 
 from __future__ import annotations
 
 import time
 from typing import Any
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
 
 from schemas import topics
 from seed import events
 from seed.publish import PublishError
+from webapp import actions as sent
 from webapp import model
-from webapp.cache import RedisError, engagement_total
+from webapp.cache import Insights, RedisError
 from webapp.forms import (
     CreateCustomerForm,
     EngagementForm,
@@ -21,9 +23,20 @@ from webapp.forms import (
     form_errors,
     parse_list_query,
 )
-from webapp.runtime import Health, Runtime, _one_line
+from webapp.records import FEED_TOPICS
+from webapp.runtime import Runtime, _one_line
 
 bp = Blueprint("ui", __name__)
+
+# What each topic the feeder reads is, for the pipeline-health panel.
+TOPIC_ROLES = {
+    topics.CUSTOMER_CONSOLIDATED.name: "consolidated view (ksqlDB, JSON)",
+    topics.PROPENSITY_SCORE.name: "propensity scores (Spark score, Avro)",
+    topics.SEGMENT_MATERIALIZED.name: "segment changes (ksqlDB, Avro)",
+    topics.ORDER_ENRICHED.name: "enriched orders (ksqlDB, JSON)",
+    topics.ACTIVATION_STATUS.name: "activation outcomes (source, Avro)",
+}
+SPARK_LAYERS = ("bronze", "silver", "gold", "score")
 
 
 def runtime() -> Runtime:
@@ -45,16 +58,7 @@ def _table(rt: Runtime, query: ListQuery) -> dict[str, Any]:
 
 def _actions(rt: Runtime, customer_id: str | None = None) -> list[dict[str, Any]] | None:
     try:
-        return rt.cache.actions(customer_id=customer_id)
-    except RedisError:
-        return None
-
-
-def _meta(rt: Runtime, health: Health) -> dict[str, Any] | None:
-    if not health.redis_ok:
-        return None
-    try:
-        return rt.cache.meta()
+        return sent.listed(session, rt.cache, customer_id)
     except RedisError:
         return None
 
@@ -68,9 +72,9 @@ def _index(form: CreateCustomerForm | None = None, messages: list[str] | None = 
     if table["page"] is None and status == 200:
         status = 503
     return render_template(
-        "index.html", query=query, table=table, health=health, meta=_meta(rt, health),
-        actions=_actions(rt), form=form or CreateCustomerForm(), form_messages=messages or [],
-        query_problems=problems, columns=model.COLUMNS,
+        "index.html", query=query, table=table, health=health, actions=_actions(rt),
+        form=form or CreateCustomerForm(), form_messages=messages or [], query_problems=problems,
+        columns=model.COLUMNS,
     ), status
 
 
@@ -94,28 +98,20 @@ def create_customer() -> ResponseReturnValue:
         rt.publish(topics.CUSTOMER_PROFILE, customer_id, record)
     except PublishError as exc:
         return _index(form, [f"Not sent: {exc}"], 503)
-    summary = (f"create {record['first_name']} {record['last_name']} <{record['email']}> "
-               f"declared {record['lifecycle_stage']}")
-    _remember(rt, "customer", customer_id, topics.CUSTOMER_PROFILE, summary, None)
+    sent.remember(session, "customer", customer_id,
+                  f"create {record['first_name']} {record['last_name']} <{record['email']}> "
+                  f"declared {record['lifecycle_stage']}", None)
     flash(f"Sent: customer {record['first_name']} {record['last_name']} ({record['lifecycle_stage']}). "
           "It appears here once the pipeline has consolidated it.", "sent")
     return redirect(url_for("ui.customer", customer_id=customer_id), 303)
 
 
-def _remember(rt: Runtime, kind: str, customer_id: str, topic: topics.Topic, summary: str,
-              before: int | None) -> None:
+def _customer(rt: Runtime, customer_id: str) -> dict[str, Any]:
     try:
-        rt.record_action(kind, customer_id, topic, summary, before)
+        view, history = rt.cache.customer(customer_id)
+        return {"customer": view, "history": history, "error": None}
     except RedisError as exc:
-        flash(f"The event was published, but Redis is unreachable so it is not listed as sent ({_one_line(exc)}).",
-              "error")
-
-
-def _customer_or_none(rt: Runtime, customer_id: str) -> tuple[dict[str, Any] | None, str | None]:
-    try:
-        return rt.cache.customer(customer_id), None
-    except RedisError as exc:
-        return None, _one_line(exc)
+        return {"customer": None, "history": None, "error": _one_line(exc)}
 
 
 def _detail(customer_id: str, order_form: OrderForm | None = None, engagement_form: EngagementForm | None = None,
@@ -124,22 +120,30 @@ def _detail(customer_id: str, order_form: OrderForm | None = None, engagement_fo
         abort(404)
     rt = runtime()
     health = rt.health()
-    found, error = _customer_or_none(rt, customer_id)
+    found = _customer(rt, customer_id)
     actions = _actions(rt, customer_id)
-    if error and status == 200:
+    history = found["history"] or {}
+    if found["error"] and status == 200:
         status = 503
-    elif found is None and not actions and status == 200:
+    elif found["customer"] is None and not actions and not any(history.values()) and status == 200:
         status = 404
     return render_template(
-        "customer.html", customer_id=customer_id, customer=found, error=error, actions=actions, health=health,
+        "customer.html", customer_id=customer_id, **found, actions=actions, health=health,
         order_form=order_form or OrderForm(), engagement_form=engagement_form or EngagementForm(),
-        form_messages=messages or [], meta=_meta(rt, health),
+        form_messages=messages or [],
     ), status
 
 
 @bp.get("/customers/<customer_id>")
 def customer(customer_id: str) -> ResponseReturnValue:
     return _detail(customer_id)
+
+
+def _view_or_none(rt: Runtime, customer_id: str) -> dict[str, Any] | None:
+    try:
+        return rt.cache.views([customer_id]).get(customer_id)
+    except RedisError:
+        return None
 
 
 @bp.post("/customers/<customer_id>/orders")
@@ -151,15 +155,14 @@ def add_order(customer_id: str) -> ResponseReturnValue:
     if not form.validate_on_submit():
         return _detail(customer_id, order_form=form, messages=form_errors(form), status=400)
     record = events.new_order(rt.rng, customer_id, _now_ms(), items=form.items())
-    before = _counts(rt, customer_id)
+    before = _view_or_none(rt, customer_id)
     try:
         rt.publish(topics.ORDER_PLACED, customer_id, record)
     except PublishError as exc:
         return _detail(customer_id, order_form=form, messages=[f"Not sent: {exc}"], status=503)
     lines = ", ".join(f"{i['quantity']} x {i['sku']}" for i in record["items"])
-    _remember(rt, "order", customer_id, topics.ORDER_PLACED,
-              f"order {record['order_total']:.2f} {record['currency']} ({lines})",
-              None if before is None else int(before.get("order_count") or 0))
+    sent.remember(session, "order", customer_id, f"order {record['order_total']:.2f} {record['currency']} ({lines})",
+                  None if before is None else int(before.get("order_count") or 0))
     flash(f"Sent: order of {record['order_total']:.2f} {record['currency']}. The totals change when the "
           "pipeline has processed it.", "sent")
     return redirect(url_for("ui.customer", customer_id=customer_id), 303)
@@ -175,24 +178,43 @@ def add_engagement(customer_id: str) -> ResponseReturnValue:
         return _detail(customer_id, engagement_form=form, messages=form_errors(form), status=400)
     channel, outcome = form.picked()
     record = events.new_activation(rt.rng, customer_id, _now_ms(), channel=channel, status=outcome)
-    before = _counts(rt, customer_id)
+    before = _view_or_none(rt, customer_id)
     try:
         rt.publish(topics.ACTIVATION_STATUS, customer_id, record)
     except PublishError as exc:
         return _detail(customer_id, engagement_form=form, messages=[f"Not sent: {exc}"], status=503)
-    _remember(rt, "engagement", customer_id, topics.ACTIVATION_STATUS,
-              f"engagement {record['channel']} {record['status']}",
-              None if before is None else engagement_total(before))
+    sent.remember(session, "engagement", customer_id, f"engagement {record['channel']} {record['status']}",
+                  None if before is None else sent.activations(before))
     flash(f"Sent: {record['channel']} engagement, {record['status']}. The counts change when the pipeline has "
           "processed it.", "sent")
     return redirect(url_for("ui.customer", customer_id=customer_id), 303)
 
 
-def _counts(rt: Runtime, customer_id: str) -> dict[str, Any] | None:
+# ---- insights ----------------------------------------------------------------------------------------------------
+
+
+def insights_context(rt: Runtime) -> dict[str, Any]:
+    """The insights page's data (``insights`` None and ``error`` set when Redis is down)."""
     try:
-        return rt.cache.customer_counts(customer_id)
-    except RedisError:
-        return None
+        found: Insights | None = rt.cache.insights()
+        error = None
+    except RedisError as exc:
+        found, error = None, _one_line(exc)
+    pipeline = []
+    if found is not None and found.feeder is not None:
+        for topic in FEED_TOPICS:
+            t = found.feeder.topics.get(topic.name)
+            pipeline.append({"topic": topic.name, "role": TOPIC_ROLES[topic.name], "status": t})
+    return {"insights": found, "error": error, "pipeline": pipeline, "spark_layers": SPARK_LAYERS,
+            "topic_roles": TOPIC_ROLES}
+
+
+@bp.get("/insights")
+def insights() -> ResponseReturnValue:
+    rt = runtime()
+    health = rt.health()
+    context = insights_context(rt)
+    return render_template("insights.html", health=health, **context), (200 if context["error"] is None else 503)
 
 
 # ---- fragments for the live refresh (the same templates as the full pages) ----------------------------------------
@@ -220,16 +242,19 @@ def fragment_actions() -> ResponseReturnValue:
 
 @bp.get("/fragments/status")
 def fragment_status() -> ResponseReturnValue:
-    rt = runtime()
-    health = rt.health()
-    return render_template("_status.html", health=health, meta=_meta(rt, health))
+    return render_template("_status.html", health=runtime().health())
 
 
 @bp.get("/fragments/customer/<customer_id>")
 def fragment_customer(customer_id: str) -> ResponseReturnValue:
     if not model.valid_customer_id(customer_id):
         abort(404)
-    rt = runtime()
-    found, error = _customer_or_none(rt, customer_id)
-    return render_template("_customer.html", customer=found, customer_id=customer_id, error=error), \
-        (200 if error is None else 503)
+    found = _customer(runtime(), customer_id)
+    return render_template("_customer.html", customer_id=customer_id, **found), \
+        (200 if found["error"] is None else 503)
+
+
+@bp.get("/fragments/insights")
+def fragment_insights() -> ResponseReturnValue:
+    context = insights_context(runtime())
+    return render_template("_insights.html", **context), (200 if context["error"] is None else 503)

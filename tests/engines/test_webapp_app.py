@@ -3,8 +3,10 @@ broker (Kafka transport) and through the HTTP-proxy test double (REST transport,
 
 from __future__ import annotations
 
+import random
 import re
 import uuid
+from collections import Counter
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
@@ -12,13 +14,19 @@ from confluent_kafka import Consumer, TopicPartition
 from schemas import serde, topics
 from seed.events import LIFECYCLE_STAGES
 from tests.engines.test_webapp_helpers import (
+    caught_up,
     consolidated,
     db_url,
+    enriched_order,
     ensure_topics,
     flush,
     new_id,
+    produce_avro,
     produce_json,
+    running,
     running_app,
+    score,
+    segment,
     settings,
     wait_until,
 )
@@ -73,13 +81,13 @@ class TopicReader:
 
 
 def test_the_table_has_the_issue_columns_with_the_declared_stage_fourth(url):
-    with running_app(settings(url, CACHE_CONSUMER_ENABLED="false")) as app:
+    with running_app(settings(url)) as app:
         client = app.test_client()
         html = client.get("/").get_data(as_text=True)
         headers = re.findall(r'<th scope="col"[^>]*data-column="([^"]+)"[^>]*>\s*<a[^>]*>([^<]+)', html)
         assert [key for key, _ in headers] == [
             "customer_id", "name", "email", "lifecycle_stage", "behavioural_stage", "order_count",
-            "lifetime_value", "engagement_delivered", "engagement_failed", "segment", "propensity_score",
+            "lifetime_value", "activations_delivered", "activations_failed", "segment", "score",
             "last_activity"]
         assert headers[3][1].strip() == "Declared stage"
         assert "No customers in the cache yet" in html
@@ -90,9 +98,9 @@ def test_sorting_searching_paging_and_the_detail_view(url, broker, schema_regist
     ids = [new_id("page") for _ in range(12)]
     rows = [consolidated(cid, first_name=f"Pat{i:02d}", last_name="Pager", email=f"pat{i:02d}@paging.test",
                          lifecycle_stage=LIFECYCLE_STAGES[i % 4], order_count=i, lifetime_value=10.0 * i,
-                         updated_at=1_767_225_600_000 + i)
+                         profile_updated_at=1_767_225_600_000 + i)
             for i, cid in enumerate(ids)]
-    with running_app(web) as app:
+    with running(web) as (app, _):
         client = app.test_client()
         produce_json(broker.bootstrap, rows)
         wait_until(lambda: client.get("/api/customers", query_string={"q": "pat", "per_page": 50})
@@ -111,7 +119,11 @@ def test_sorting_searching_paging_and_the_detail_view(url, broker, schema_regist
         assert detail.status_code == 200
         text = detail.get_data(as_text=True)
         assert "Pat07 Pager" in text and "pat07@paging.test" in text and "70.00" in text
-        assert client.get(f"/api/customers/{ids[7]}").get_json()["lifecycle_stage"] == LIFECYCLE_STAGES[3]
+        one = client.get(f"/api/customers/{ids[7]}").get_json()
+        assert one["lifecycle_stage"] == LIFECYCLE_STAGES[3]
+        # the list and the detail carry the same fields with the same values (none left null in the list)
+        listed = client.get("/api/customers", query_string={"q": "pat07"}).get_json()["items"]
+        assert listed == [one] and one["created_at"] and one["is_active"] is True and "phone" in one
         assert client.get(f"/customers/{new_id('nobody')}").status_code == 404
         # invalid parameters: the API says which and why, the page falls back and says so
         bad = client.get("/api/customers", query_string={"sort": "password", "page": "x", "per_page": 1000})
@@ -127,7 +139,7 @@ def test_actions_publish_through_kafka_and_show_sent_until_the_pipeline_view_arr
     orders = TopicReader(broker.bootstrap, schema_registry.url, topics.ORDER_PLACED)
     activations = TopicReader(broker.bootstrap, schema_registry.url, topics.ACTIVATION_STATUS)
     try:
-        with running_app(web) as app:
+        with running(web) as (app, _):
             client = app.test_client()
             token = _csrf(client.get("/").get_data(as_text=True))
             created = client.post("/customers", data={"csrf_token": token, "first_name": "Hedy", "last_name": "Lamarr",
@@ -167,7 +179,7 @@ def test_actions_publish_through_kafka_and_show_sent_until_the_pipeline_view_arr
             assert actions.count("in the pipeline view") == 1  # the creation; order and engagement still pending
             produce_json(broker.bootstrap, [consolidated(customer_id, first_name="Hedy", last_name="Lamarr",
                                                          lifecycle_stage="churn-risk", order_count=1,
-                                                         lifetime_value=59.97, failed_count=1)])
+                                                         lifetime_value=59.97, activations_failed=1)])
             wait_until(lambda: client.get(f"/api/customers/{customer_id}").get_json()["order_count"] == 1, 60,
                        "the updated view")
             actions = client.get(f"/fragments/actions?customer={customer_id}").get_data(as_text=True)
@@ -181,7 +193,7 @@ def test_actions_publish_through_kafka_and_show_sent_until_the_pipeline_view_arr
 def test_a_random_customer_goes_through_the_http_proxy_with_registry_lookups(url, broker, schema_registry):
     with HttpProxyDouble(schema_registry, forward_bootstrap=broker.bootstrap) as proxy:
         web = settings(url, broker.bootstrap, schema_registry.url, PUBLISH_TRANSPORT="rest",
-                       REST_PROXY_URL=proxy.url, CACHE_CONSUMER_ENABLED="false")
+                       REST_PROXY_URL=proxy.url)
         reader = TopicReader(broker.bootstrap, schema_registry.url, topics.CUSTOMER_PROFILE)
         try:
             with running_app(web) as app:
@@ -202,7 +214,7 @@ def test_a_random_customer_goes_through_the_http_proxy_with_registry_lookups(url
 
 
 def test_forms_validate_input_with_clear_messages_and_require_csrf(url, broker, schema_registry):
-    web = settings(url, broker.bootstrap, schema_registry.url, CACHE_CONSUMER_ENABLED="false")
+    web = settings(url, broker.bootstrap, schema_registry.url)
     with running_app(web) as app:
         client = app.test_client()
         html = client.get("/").get_data(as_text=True)
@@ -234,7 +246,7 @@ def test_forms_validate_input_with_clear_messages_and_require_csrf(url, broker, 
 
 
 def test_a_failed_publish_says_so_and_records_nothing(url):
-    web = settings(url, "127.0.0.1:9", "mock://webapp-fail", CACHE_CONSUMER_ENABLED="false",
+    web = settings(url, "127.0.0.1:9", "mock://webapp-fail",
                    PUBLISH_MAX_RETRIES="0", PUBLISH_TIMEOUT_S="1")
     with running_app(web) as app:
         client = app.test_client()
@@ -242,22 +254,118 @@ def test_a_failed_publish_says_so_and_records_nothing(url):
         response = client.post("/customers", data={"csrf_token": token, "first_name": "Lost"})
         assert response.status_code == 503
         text = response.get_data(as_text=True)
-        assert "Not sent: publish to dom.customer.profile.upsert.v1 via Kafka 127.0.0.1:9 failed" in text
-        assert app.extensions["marketing_engine"].cache.actions() == []
+        assert "Not sent: publish to dom.customer.profile.upsert.v1 via Kafka 127.0.0.1:9" in text and "failed" in text
+        assert "Nothing sent from this browser yet." in client.get("/").get_data(as_text=True)
 
 
 def test_responses_carry_security_headers_and_pages_use_no_inline_script(url):
-    with running_app(settings(url, CACHE_CONSUMER_ENABLED="false")) as app:
+    with running_app(settings(url)) as app:
         client = app.test_client()
-        for path in ("/", "/api/customers", "/healthz", "/fragments/customers", "/static/app.js"):
+        for path in ("/", "/api/customers", "/healthz", "/fragments/customers", "/static/app.js", "/insights",
+                     "/customers/c-1", "/api/insights"):
             response = client.get(path)
             csp = response.headers["Content-Security-Policy"]
             assert "script-src 'self'" in csp and "'unsafe-inline'" not in csp and "frame-ancestors 'none'" in csp
             assert response.headers["X-Content-Type-Options"] == "nosniff"
             assert response.headers["X-Frame-Options"] == "DENY"
-        html = client.get("/").get_data(as_text=True)
-        assert re.findall(r"<script(?![^>]*\bsrc=)[^>]*>", html) == []
-        assert not re.search(r"\son[a-z]+=", html) and "style=" not in html
-        assert not re.search(r"(src|href)=\"(https?:)?//", html)  # nothing from a CDN
+        for path in ("/", "/insights", "/customers/c-1"):
+            html = client.get(path).get_data(as_text=True)
+            assert re.findall(r"<script(?![^>]*\bsrc=)[^>]*>", html) == []
+            assert not re.search(r"\son[a-z]+=", html) and "style=" not in html
+            assert not re.search(r"(src|href)=\"(https?:)?//", html)  # nothing from a CDN
         cookie = client.get_cookie("me_session")
         assert cookie is None or cookie.http_only
+
+
+def _all_customers(client) -> list[dict]:
+    items, page = [], 1
+    while True:
+        body = client.get("/api/customers", query_string={"per_page": 200, "page": page, "sort": "customer_id",
+                                                          "dir": "asc"}).get_json()
+        items += body["items"]
+        if page >= body["pages"]:
+            return items
+        page += 1
+
+
+def test_every_number_on_the_insights_page_is_the_json_apis_and_the_lists(url, broker, schema_registry):
+    web = settings(url, broker.bootstrap, schema_registry.url)
+    rng = random.Random(5)
+    ids = [new_id("ins") for _ in range(40)]
+    produce_json(broker.bootstrap, [consolidated(c, lifecycle_stage=LIFECYCLE_STAGES[i % 4], order_count=i % 6)
+                                    for i, c in enumerate(ids)])
+    produce_avro(broker.bootstrap, schema_registry.url, topics.PROPENSITY_SCORE,
+                 [score(c, round(rng.random(), 3), behavioural_stage=LIFECYCLE_STAGES[(i * 3) % 4])
+                  for i, c in enumerate(ids) if i % 5])
+    produce_avro(broker.bootstrap, schema_registry.url, topics.SEGMENT_MATERIALIZED,
+                 [segment(c, ("loyal", "nurture", "at_risk")[i % 3]) for i, c in enumerate(ids) if i % 4])
+    with running(web) as (app, feeder):
+        client = app.test_client()
+        wait_until(lambda: caught_up(feeder) and client.get(f"/api/customers/{ids[-1]}").status_code == 200, 90,
+                   "the customers")
+        api = client.get("/api/insights").get_json()
+        everyone = _all_customers(client)
+        assert api["customers"] == len(everyone)
+        assert {s["segment"]: s["customers"] for s in api["segments"]} == dict(
+            Counter(c["segment"] for c in everyone))
+        assert {(s["declared"], s["behavioural"]): s["customers"] for s in api["stages"]} == dict(
+            Counter((c["lifecycle_stage"], c["behavioural_stage"]) for c in everyone))
+        scored = [c for c in everyone if c["score"] is not None]
+        assert api["scored"] == len(scored)
+        assert api["scores"] == [sum(1 for c in scored if min(9, int(c["score"] * 10)) == b) for b in range(10)]
+        assert [t["customer_id"] for t in api["top"]] == [c["customer_id"] for c in sorted(
+            scored, key=lambda c: (c["score"], c["customer_id"]), reverse=True)[:10]]
+        # the page draws exactly those numbers
+        html = client.get("/insights").get_data(as_text=True)
+        bars = dict(re.findall(r'<g class="bar" data-label="([^"]*)" data-value="(\d+)"', html))
+        assert {k: int(v) for k, v in bars.items()} == {
+            (s["segment"] or "no segment yet"): s["customers"] for s in api["segments"]}
+        overall = html.split('id="scores"', 1)[1].split("<h3>", 1)[0]
+        assert [int(v) for v in re.findall(r'<g class="bucket" data-label="[^"]*" data-value="(\d+)"', overall)] \
+            == api["scores"]
+        cells = re.findall(r'data-declared="([^"]*)" data-behavioural="([^"]*)">([^<]+)<', html)
+        drawn = {(d or None, b or None): int(n.replace(",", "")) for d, b, n in cells if n != "·"}
+        assert drawn == {(s["declared"], s["behavioural"]): s["customers"] for s in api["stages"]}
+        assert re.search(rf'data-number="customers">{api["customers"]:,}<', html)
+        assert 'id="spark-freshness-empty"' in html and "not published" in html  # labelled, not invented
+
+
+def test_the_customer_page_shows_score_history_segment_changes_orders_and_engagements(url, broker, schema_registry):
+    web = settings(url, broker.bootstrap, schema_registry.url)
+    who = new_id("hist")
+    t0 = 1_767_225_600_000
+    produce_json(broker.bootstrap, [consolidated(who, first_name="Mary", last_name="Jackson", order_count=2)])
+    produce_avro(broker.bootstrap, schema_registry.url, topics.PROPENSITY_SCORE,
+                 [score(who, 0.25, t0), score(who, 0.5, t0 + 86_400_000), score(who, 0.875, t0 + 2 * 86_400_000)])
+    produce_avro(broker.bootstrap, schema_registry.url, topics.SEGMENT_MATERIALIZED,
+                 [segment(who, "new_prospect"), segment(who, "nurture"), segment(who, "loyal")])
+    produce_json(broker.bootstrap, [enriched_order(who, "order-aaaa-1", 12.5, t0), enriched_order(who, "order-bbbb-2",
+                                                                                                  99.0, t0 + 5000)],
+                 topic=topics.ORDER_ENRICHED.name)
+    produce_avro(broker.bootstrap, schema_registry.url, topics.ACTIVATION_STATUS, [
+        {"activation_id": "act-x", "customer_id": who, "order_id": None, "channel": "push", "status": "bounced",
+         "delivered_at": t0 + 7000, "attempts": 2}])
+    with running(web) as (app, feeder):
+        client = app.test_client()
+        wait_until(lambda: len(client.get(f"/api/customers/{who}/history").get_json()["recent_engagements"]) == 1
+                   and len(client.get(f"/api/customers/{who}/history").get_json()["score_history"]) == 3, 90,
+                   "the history")
+        html = client.get(f"/customers/{who}").get_data(as_text=True)
+        history = html.split('class="history"', 1)[1]
+        scores = history.split('id="segment-history"', 1)[0]
+        assert [float(v) for v in re.findall(r'class="point"[^>]*data-value="([\d.]+)"', scores)] == [0.25, 0.5, 0.875]
+        table = scores.split("<table", 1)[1]
+        assert re.findall(r'<td class="num">([\d.]+)</td>', table) == ["0.88", "0.50", "0.25"], "newest first"
+        segments = history.split('id="segment-history"', 1)[1].split('id="recent-orders"', 1)[0]
+        assert re.findall(r'<span class="tag">([^<]+)</span>', segments) == ["loyal", "nurture", "new_prospect"]
+        assert "from nurture" in segments and "first segment" in segments
+        orders = history.split('id="recent-orders"', 1)[1].split('id="recent-engagements"', 1)[0]
+        assert re.findall(r'data-order="([^"]+)"', orders) == ["order-bbbb-2", "order-aaaa-1"]
+        assert "99.00 EUR" in orders
+        engagements = history.split('id="recent-engagements"', 1)[1]
+        assert 'data-activation="act-x"' in engagements and "outcome-bounced" in engagements
+        # a customer with no history says so instead of an empty table
+        quiet = new_id("quiet")
+        produce_json(broker.bootstrap, [consolidated(quiet)])
+        wait_until(lambda: client.get(f"/api/customers/{quiet}").status_code == 200, 60, "the quiet customer")
+        assert "No score yet" in client.get(f"/customers/{quiet}").get_data(as_text=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import threading
 import uuid
@@ -16,13 +17,16 @@ from confluent_kafka import Consumer, TopicPartition
 from werkzeug.serving import make_server
 
 from schemas import serde, topics
+from seed import events
 from tests.engines.test_webapp_helpers import (
+    caught_up,
     consolidated,
     db_url,
     ensure_topics,
     flush,
     produce_avro,
     produce_json,
+    running_feeder,
     settings,
     wait_until,
 )
@@ -96,7 +100,8 @@ def test_create_a_customer_in_the_browser_and_watch_the_pipeline_view_arrive(kaf
     produce_json(kafka_broker.bootstrap, [
         consolidated(cid, first_name=first, last_name=last, email=f"{first.lower()}.{last.lower()}@example.com",
                      lifecycle_stage=stages[i % 4], order_count=i * 2, lifetime_value=round(37.5 * i * i, 2),
-                     delivered_count=i + 1, failed_count=i % 2, last_order_at=1_767_225_600_000 + i * 86_400_000)
+                     activations_delivered=i + 1, activations_failed=i % 2,
+                     last_order_at=1_767_225_600_000 + i * 86_400_000)
         for i, (cid, (first, last)) in enumerate(zip(known, [
             ("Ada", "Lovelace"), ("Alan", "Turing"), ("Grace", "Hopper"), ("Edsger", "Dijkstra"),
             ("Barbara", "Liskov"), ("Donald", "Knuth")], strict=True))])
@@ -114,7 +119,7 @@ def test_create_a_customer_in_the_browser_and_watch_the_pipeline_view_arrive(kaf
                        REST_PROXY_URL=proxy.url, REFRESH_INTERVAL_MS="500")
         from webapp import create_app
 
-        with serving(create_app(web)) as base, sync_playwright() as pw:
+        with running_feeder(web), serving(create_app(web)) as base, sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1500, "height": 950})
             problems: list[str] = []
@@ -130,6 +135,7 @@ def test_create_a_customer_in_the_browser_and_watch_the_pipeline_view_arrive(kaf
                 expect(rows).to_have_count(6, timeout=30_000)  # the live refresh fills the table
                 assert page.locator("table.customers thead th").nth(3).inner_text().strip() == "Declared stage"
                 expect(page.locator('[data-check="kafka"]')).to_have_text("Kafka up", timeout=20_000)
+                expect(page.locator('[data-check="feeder"]')).to_have_text("feeder running")
                 page.screenshot(path=str(shots["table"]), full_page=True)
 
                 # create a customer through the form
@@ -163,7 +169,7 @@ def test_create_a_customer_in_the_browser_and_watch_the_pipeline_view_arrive(kaf
                 produce_json(kafka_broker.bootstrap, [consolidated(
                     customer_id, first_name="Katherine", last_name="Johnson", email=event["email"],
                     lifecycle_stage="evangelist", created_at=serde.to_millis(event["created_at"]),
-                    updated_at=serde.to_millis(event["updated_at"]))])
+                    profile_updated_at=serde.to_millis(event["updated_at"]))])
                 produce_avro(kafka_broker.bootstrap, schema_registry.url, topics.PROPENSITY_SCORE, [
                     {"customer_id": customer_id, "score": 0.42, "model_version": "lr-test",
                      "behavioural_stage": "new", "scored_at": serde.to_millis(event["updated_at"])}])
@@ -206,3 +212,141 @@ def test_create_a_customer_in_the_browser_and_watch_the_pipeline_view_arrive(kaf
     for shot in shots.values():
         assert shot.is_file() and shot.stat().st_size > 10_000, shot
 
+
+
+def _pipeline_data(bootstrap: str, registry_url: str, n: int = 60) -> list[str]:
+    """n customers as the pipeline would describe them: seed profiles (names, emails, declared stages),
+    consolidated rows, scores spread over [0, 1], segments, orders and engagements."""
+    rng = random.Random(2026)
+    t0 = 1_767_225_600_000
+    profiles = [events.new_profile(rng, t0 + i * 60_000) for i in range(n)]
+    ids = [p["customer_id"] for p in profiles]
+    rows, scores, segments, orders, outcomes = [], [], [], [], []
+    for i, p in enumerate(profiles):
+        count = rng.choice([0, 0, 1, 2, 3, 5, 8])
+        value = round(sum(rng.uniform(15, 180) for _ in range(count)), 2)
+        delivered, failed = rng.randint(0, 6), rng.randint(0, 2)
+        rows.append(consolidated(
+            p["customer_id"], first_name=p["first_name"], last_name=p["last_name"], email=p["email"],
+            lifecycle_stage=p["lifecycle_stage"], order_count=count, lifetime_value=value,
+            last_order_at=t0 + i * 3_600_000 if count else None, activations_delivered=delivered,
+            activations_failed=failed, activations_bounced=min(failed, 1), created_at=t0, profile_updated_at=t0))
+        behavioural = "prospect" if count == 0 else rng.choice(["customer", "customer", "evangelist", "churn-risk"])
+        for k in range(3):
+            base = min(0.98, 0.08 * count + rng.uniform(0, 0.35))
+            scores.append({"customer_id": p["customer_id"], "score": round(min(1.0, base + 0.03 * k), 3),
+                           "model_version": "lr-20260101", "behavioural_stage": behavioural,
+                           "scored_at": t0 + k * 86_400_000})
+        segment = ("new_prospect" if count == 0 and p["lifecycle_stage"] == "prospect" else "at_risk"
+                   if p["lifecycle_stage"] == "churn-risk" else "vip_evangelist" if value >= 1000 else "loyal"
+                   if count >= 5 or value >= 500 else "nurture")
+        segments.append({"customer_id": p["customer_id"], "segment": "nurture", "lifecycle_stage": None,
+                         "lifetime_value": None, "order_count": None})
+        if segment != "nurture":
+            segments.append({**segments[-1], "segment": segment})
+        for k in range(count):
+            order = events.new_order(rng, p["customer_id"], t0 + k * 86_400_000)
+            orders.append({"customer_id": p["customer_id"], "order_id": order["order_id"],
+                           "order_total": order["order_total"], "currency": order["currency"],
+                           "channel": order["channel"], "item_count": len(order["items"]),
+                           "placed_at": t0 + k * 86_400_000, "first_name": p["first_name"],
+                           "last_name": p["last_name"], "email": p["email"], "lifecycle_stage": p["lifecycle_stage"]})
+        for k in range(delivered + failed):
+            outcomes.append(events.new_activation(rng, p["customer_id"], t0 + k * 43_200_000,
+                                                  status="delivered" if k < delivered else "failed"))
+    produce_json(bootstrap, rows)
+    produce_avro(bootstrap, registry_url, topics.PROPENSITY_SCORE, scores)
+    produce_avro(bootstrap, registry_url, topics.SEGMENT_MATERIALIZED, segments)
+    produce_json(bootstrap, orders, topic=topics.ORDER_ENRICHED.name)
+    produce_avro(bootstrap, registry_url, topics.ACTIVATION_STATUS, outcomes)
+    return ids
+
+
+def test_the_insights_page_from_an_empty_pipeline_to_live_data_and_through_a_redis_outage(
+        kafka_broker, redis_server, schema_registry):
+    _require_chromium()
+    from playwright.sync_api import expect, sync_playwright
+
+    ensure_topics(kafka_broker)
+    url = db_url(redis_server)
+    flush(url)
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    shots = {name: OUTPUT / f"webapp-insights-{name}.png" for name in ("empty", "live", "redis-down", "customer")}
+    for shot in shots.values():
+        shot.unlink(missing_ok=True)
+    web = settings(url, kafka_broker.bootstrap, schema_registry.url, REFRESH_INTERVAL_MS="500")
+    from webapp import create_app
+
+    with running_feeder(web) as feeder, serving(create_app(web)) as base, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        problems: list[str] = []
+        page.on("console", lambda m: m.type == "error" and problems.append(m.text))
+        page.on("pageerror", lambda e: problems.append(str(e)))
+        page.on("requestfailed", lambda r: "ERR_ABORTED" not in (r.failure or "")
+                and problems.append(f"request failed: {r.url}: {r.failure}"))
+        try:
+            # an empty pipeline: every panel says what is missing, nothing is invented
+            wait_until(lambda: caught_up(feeder), 60, "the feeder on empty topics")
+            page.goto(f"{base}/insights")
+            expect(page.locator('[data-check="feeder"]')).to_have_text("feeder running", timeout=20_000)
+            expect(page.locator("#segments")).to_contain_text("No customers in the cache yet")
+            expect(page.locator("#scores")).to_contain_text("No scores yet")
+            expect(page.locator("#top")).to_contain_text("No scored customers yet")
+            expect(page.locator('[data-number="customers"]')).to_have_text("0")
+            expect(page.locator("#spark-freshness-empty")).to_contain_text("Not available yet")
+            assert page.locator("#pipeline tr[data-topic]").count() == 6  # five topics + the dead letters
+            page.screenshot(path=str(shots["empty"]), full_page=True)
+
+            # the pipeline delivers: the open page fills in by itself
+            ids = _pipeline_data(kafka_broker.bootstrap, schema_registry.url)
+            expect(page.locator('[data-number="customers"]')).to_have_text(str(len(ids)), timeout=60_000)
+            wait_until(lambda: caught_up(feeder), 60, "the feeder caught up")
+            page.wait_for_timeout(1500)  # one more refresh after the last batch
+            api = page.request.get(f"{base}/api/insights").json()
+            bars = page.locator("#segments g.bar")
+            drawn = {bars.nth(i).get_attribute("data-label"): int(bars.nth(i).get_attribute("data-value"))
+                     for i in range(bars.count())}
+            assert drawn == {(s["segment"] or "no segment yet"): s["customers"] for s in api["segments"]}
+            overall = page.locator("#scores svg.histogram:not(.small) g.bucket")
+            assert [int(overall.nth(i).get_attribute("data-value")) for i in range(overall.count())] == api["scores"]
+            assert sum(api["scores"]) == api["scored"] == len(ids)
+            assert page.locator("#scores figure.multiple").count() == len(api["scores_by_segment"])
+            top = page.locator("#top tbody tr")
+            assert [top.nth(i).get_attribute("data-customer") for i in range(top.count())] == [
+                t["customer_id"] for t in api["top"]]
+            matrix = page.locator("table.matrix td[data-declared]")
+            cells = {(matrix.nth(i).get_attribute("data-declared"), matrix.nth(i).get_attribute("data-behavioural")):
+                     matrix.nth(i).inner_text() for i in range(matrix.count())}
+            assert {k: int(v) for k, v in cells.items() if v != "·"} == {
+                (s["declared"] or "", s["behavioural"] or ""): s["customers"] for s in api["stages"]}
+            lag = page.locator('#pipeline tr[data-topic="dom.customer.consolidated.v1"] td[data-field="lag"]')
+            expect(lag).to_have_text("0", timeout=20_000)
+            records = page.locator('#pipeline tr[data-topic="dom.customer.consolidated.v1"] td[data-field="records"]')
+            expect(records).to_have_text(str(len(ids)))
+            page.screenshot(path=str(shots["live"]), full_page=True)
+
+            # the customer page of the top customer: score history, segment changes, orders, engagements
+            page.locator("#top tbody tr a").first.click()
+            page.wait_for_url(f"{base}/customers/*")
+            expect(page.locator("#score-history svg.sparkline circle.point")).to_have_count(3)
+            expect(page.locator("#recent-orders tbody tr").first).to_be_visible()
+            expect(page.locator("#segment-history li").first).to_be_visible()
+            page.screenshot(path=str(shots["customer"]), full_page=True)
+            assert problems == [], problems
+
+            # Redis goes away: the open insights page says so by itself, then recovers by itself
+            page.goto(f"{base}/insights")
+            redis_server.stop()
+            try:
+                expect(page.locator("#status .banner-down")).to_contain_text("Redis is down.", timeout=20_000)
+                expect(page.locator("#insights")).to_contain_text("Insights are unavailable", timeout=20_000)
+                page.screenshot(path=str(shots["redis-down"]), full_page=True)
+            finally:
+                redis_server.restart()
+            expect(page.locator("#status .banner-down")).to_have_count(0, timeout=60_000)
+            expect(page.locator('[data-number="customers"]')).to_have_text(str(len(ids)), timeout=90_000)
+        finally:
+            browser.close()
+    for shot in shots.values():
+        assert shot.is_file() and shot.stat().st_size > 10_000, shot

@@ -1,22 +1,26 @@
-"""The Redis cache layer on a real redis-server: indexes, sorting, search, bounded round trips,
-atomic concurrent writers, tombstones, epochs and reset."""
+"""The Redis cache on a real redis-server: indexes, sorting, search, bounded round trips, the insight
+counters kept exact by the one writer's transactions, the write lease, epochs and reset."""
 
 from __future__ import annotations
 
+import collections
 import math
 import random
-import re
-import threading
 
 import pytest
 import redis
 
+from schemas import topics
 from tests.engines.test_webapp_helpers import db_url, flush, running_app, settings
 from webapp import cache as cache_mod
 from webapp import model
-from webapp.cache import Cache, EpochMismatch, Update
+from webapp.cache import CacheReader, CacheWriter, EpochMismatch, LeaseLost
+from webapp.records import Record
 
 STAGES = ("prospect", "customer", "evangelist", "churn-risk")
+CONSOLIDATED = topics.CUSTOMER_CONSOLIDATED.name
+SCORE = topics.PROPENSITY_SCORE.name
+SEGMENT = topics.SEGMENT_MATERIALIZED.name
 
 
 @pytest.fixture
@@ -28,118 +32,166 @@ def url(redis_server):
 
 
 @pytest.fixture
-def cache(url):
+def writer(url):
     client = cache_mod.connect(url)
-    yield Cache(client, search_max_matches=50)
+    w = CacheWriter(client, "test-writer")
+    assert w.acquire_lease()
+    yield w
     client.close()
 
 
-def _consolidated(i: int, rng: random.Random) -> dict:
+@pytest.fixture
+def reader(url):
+    client = cache_mod.connect(url)
+    yield CacheReader(client, search_max_matches=50)
+    client.close()
+
+
+def consolidated(customer_id: str, i: int, rng: random.Random) -> dict:
     return {
-        "first_name": rng.choice(["Ada", "Alan", "Grace", "Édith", None]),
-        "last_name": f"Name{i:03d}",
-        "email": None if i % 17 == 0 else f"user{i}@{rng.choice(['example.com', 'corp.test'])}",
-        "lifecycle_stage": None if i % 13 == 0 else rng.choice(STAGES),
-        "order_count": None if i % 11 == 0 else rng.randint(0, 5),
-        "lifetime_value": round(rng.uniform(0, 500), 2),
-        "delivered_count": rng.randint(0, 3),
-        "failed_count": rng.randint(0, 3),
-        "updated_at": 1_767_225_600_000 + rng.randint(0, 10**7),
+        "customer_id": customer_id, "first_name": rng.choice(["Ada", "Alan", "Grace", "Édith"]),
+        "last_name": f"Name{i:03d}", "email": f"user{i}@{rng.choice(['example.com', 'corp.test'])}",
+        "phone": None, "lifecycle_stage": rng.choice(STAGES), "is_active": True, "created_at": 1_767_225_600_000,
+        "profile_updated_at": 1_767_225_600_000 + rng.randint(0, 10**7), "lifetime_value": round(rng.uniform(0, 500), 2),
+        "order_count": rng.randint(0, 5), "last_order_at": None if i % 11 == 0 else 1_767_225_600_000 + i,
+        "activations_delivered": rng.randint(0, 3), "activations_failed": rng.randint(0, 3),
+        "activations_bounced": 0, "last_engagement_at": None,
     }
 
 
-def _populate(cache: Cache, n: int, seed: int = 7) -> dict[str, dict]:
-    """n customers: consolidated rows for all, scores for 2/3, segments for 1/2. Returns the expected
-    typed fields per id."""
+def populate(writer: CacheWriter, n: int, seed: int = 7) -> dict[str, dict]:
+    """n customers: consolidated rows for all but every 10th, scores for 2/3, segments for 1/2. Returns
+    the expected typed values per id."""
     rng = random.Random(seed)
-    epoch, _ = cache.claim_epoch()
-    updates, expected = [], {}
+    epoch, _ = writer.claim()
+    records, expected = [], {}
     for i in range(n):
         cid = f"cust-{i:04d}"
-        fields = model.map_record(model.CONSOLIDATED, _consolidated(i, rng))
-        updates.append(Update(cid, model.CONSOLIDATED, fields))
-        exp = dict(fields)
+        exp: dict = {}
+        if i % 10:
+            row = consolidated(cid, i, rng)
+            records.append(Record(CONSOLIDATED, cid, row, 1))
+            exp.update({k: row[k] for k in model.CONSOLIDATED_FIELDS})
         if i % 3:
-            p = model.map_record(model.PROPENSITY, {"score": rng.random(), "model_version": "m1",
-                                                    "behavioural_stage": rng.choice(["loyal", "new", "lapsed"]),
-                                                    "scored_at": 1})
-            updates.append(Update(cid, model.PROPENSITY, p))
-            exp.update(p)
-        if i % 2:
-            s = model.map_record(model.SEGMENT, {"segment": rng.choice(["vip_evangelist", "loyal", "nurture"])})
-            updates.append(Update(cid, model.SEGMENT, s))
-            exp.update(s)
+            s = {"customer_id": cid, "score": round(rng.random(), 4), "model_version": "m1",
+                 "behavioural_stage": rng.choice(["prospect", "customer", "evangelist"]), "scored_at": 5}
+            records.append(Record(SCORE, cid, s, 2))
+            exp.update({k: s[k] for k in model.SCORE_FIELDS})
+        if i % 2 or not exp:
+            seg = rng.choice(["vip_evangelist", "loyal", "nurture"])
+            records.append(Record(SEGMENT, cid, {"customer_id": cid, "segment": seg}, 3))
+            exp["segment"] = seg
         expected[cid] = exp
-    for start in range(0, len(updates), 250):
-        cache.write_batch(epoch, updates[start:start + 250], {})
+    for start in range(0, len(records), 250):
+        writer.write_batch(epoch, records[start:start + 250], {})
     return expected
 
 
-def _expected_order(expected: dict[str, dict], column: model.Column, direction: str) -> list[str]:
+def expected_order(expected: dict[str, dict], column: model.Column, direction: str) -> list[str]:
     def key(cid: str):
-        value = model.sort_value(column, {**expected[cid], "customer_id": cid})
+        value = model.sort_value(column, expected[cid])
+        if column.key == "customer_id":
+            return cid.encode()
         if column.sort == "num":
             return (-math.inf if value is None else value, cid.encode())
-        return (("" if value is None else value) + cache_mod.SEP + cid).encode() if column.key != "customer_id" \
-            else cid.encode()
+        return (("" if value is None else value) + cache_mod.SEP + cid).encode()
 
     return sorted(expected, key=key, reverse=direction == "desc")
 
 
 @pytest.mark.parametrize("direction", ["asc", "desc"])
 @pytest.mark.parametrize("column", model.COLUMNS, ids=lambda c: c.key)
-def test_every_sort_order_pages_through_every_customer_in_the_expected_order(cache, column, direction):
-    expected = _populate(cache, 120)
+def test_every_sort_order_pages_through_every_customer_in_the_expected_order(writer, reader, column, direction):
+    expected = populate(writer, 120)
     seen = []
     for page in range(1, 5):
-        result = cache.page(column.key, direction, page, 35)
+        result = reader.page(column.key, direction, page, 35)
         assert result.total == 120
         seen += [row["customer_id"] for row in result.rows]
-    assert seen == _expected_order(expected, column, direction)  # missing values sort lowest, ties by id
+    assert seen == expected_order(expected, column, direction)  # missing values sort lowest, ties by id
+    # a search returns its matches in exactly the same order
+    searched = [r["customer_id"] for r in reader.page(column.key, direction, 1, 50, "cust-01").rows]
+    assert searched == [c for c in expected_order(expected, column, direction) if c.startswith("cust-01")]
 
 
-def test_rows_carry_the_typed_values_of_all_three_sources(cache):
-    expected = _populate(cache, 30)
-    rows = {r["customer_id"]: r for r in cache.page("customer_id", "asc", 1, 50).rows}
+def test_rows_carry_the_typed_values_of_the_three_view_topics(writer, reader):
+    expected = populate(writer, 30)
+    rows = {r["customer_id"]: r for r in reader.page("customer_id", "asc", 1, 50).rows}
     for cid, exp in expected.items():
         row = rows[cid]
-        for name in ("first_name", "last_name", "email", "lifecycle_stage", "order_count", "lifetime_value",
-                     "engagement_delivered", "engagement_failed", "propensity_score", "behavioural_stage",
-                     "segment", "last_activity"):
+        assert list(row) == list(model.VIEW_FIELDS)
+        for name in model.STORED_FIELDS:
             assert row[name] == exp.get(name), (cid, name)
+        assert row["in_consolidated_view"] == ("first_name" in exp)
 
 
-def test_search_is_a_bounded_prefix_match_over_names_email_domain_and_id(cache):
-    _populate(cache, 200)
-    by_last = cache.page("name", "asc", 1, 50, "name01")  # last names Name010..Name019
-    assert sorted(r["last_name"] for r in by_last.rows) == [f"Name{i:03d}" for i in range(10, 20)]
-    assert by_last.total == 10 and not by_last.truncated
-    by_email = cache.page("customer_id", "asc", 1, 50, "user7")
-    assert {r["customer_id"] for r in by_email.rows} == {f"cust-{i:04d}" for i in (7, 70, 71, 72, 73, 74, 75, 76,
-                                                                                     77, 78, 79) if i % 17}
-    by_id = cache.page("customer_id", "asc", 1, 5, "cust-0199")
-    assert [r["customer_id"] for r in by_id.rows] == ["cust-0199"]
-    assert cache.page("name", "asc", 1, 5, "velace").total == 0  # prefixes only, never substrings
-    # the cap: "cust-" matches all 200, the cache looks at 50 (search_max_matches) and says so
-    capped = cache.page("order_count", "desc", 1, 100, "cust-")
+def test_search_is_a_bounded_prefix_match_over_names_email_domain_and_id(writer, reader):
+    populate(writer, 200)
+    by_last = reader.page("name", "asc", 1, 50, "name01")  # last names Name010..Name019 (not 010: no row)
+    assert sorted(r["last_name"] for r in by_last.rows) == [f"Name{i:03d}" for i in range(11, 20)]
+    assert by_last.total == 9 and not by_last.truncated
+    by_email = reader.page("customer_id", "asc", 1, 50, "user7")
+    assert {r["customer_id"] for r in by_email.rows} == {f"cust-{i:04d}" for i in (7, 71, 72, 73, 74, 75, 76, 77,
+                                                                                     78, 79)}
+    assert [r["customer_id"] for r in reader.page("customer_id", "asc", 1, 5, "cust-0199").rows] == ["cust-0199"]
+    assert reader.page("name", "asc", 1, 5, "ame01").total == 0  # prefixes only, never substrings
+    capped = reader.page("order_count", "desc", 1, 100, "cust-")
     assert capped.truncated and capped.total == 50
-    # matches are ordered by the sort column exactly like the unfiltered table
-    domain = cache.page("lifetime_value", "desc", 1, 50, "corp.test")
+    domain = reader.page("lifetime_value", "desc", 1, 50, "corp.test")
     values = [r["lifetime_value"] for r in domain.rows]
     assert values == sorted(values, reverse=True) and all(r["email"].endswith("@corp.test") for r in domain.rows)
 
 
-def test_a_changed_name_moves_the_customer_in_the_name_index_and_the_search(cache):
-    epoch, _ = cache.claim_epoch()
-    fields = model.map_record(model.CONSOLIDATED, {"first_name": "Zoe", "last_name": "Zed", "email": "zz@x.org"})
-    cache.write_batch(epoch, [Update("c1", model.CONSOLIDATED, fields)], {})
-    fields = model.map_record(model.CONSOLIDATED, {"first_name": "Amy", "last_name": "Abe", "email": "aa@y.org"})
-    cache.write_batch(epoch, [Update("c1", model.CONSOLIDATED, fields)], {})
-    assert cache.page("name", "asc", 1, 5, "zoe").total == 0
-    assert cache.page("name", "asc", 1, 5, "zz@").total == 0
-    assert [r["name"] for r in cache.page("name", "asc", 1, 5, "amy").rows] == ["Amy Abe"]
-    assert cache.redis.zcard("customers:idx:name") == 1
-    assert cache.redis.zrange("customers:idx:name", 0, -1) == ["amy abe\x1fc1"]
+def test_a_changed_name_moves_the_customer_in_the_name_index_and_the_search(writer, reader):
+    epoch, _ = writer.claim()
+    rng = random.Random(1)
+    row = {**consolidated("c1", 1, rng), "first_name": "Zoe", "last_name": "Zed", "email": "zz@x.org"}
+    writer.write_batch(epoch, [Record(CONSOLIDATED, "c1", row, 1)], {})
+    writer.write_batch(epoch, [Record(CONSOLIDATED, "c1", {**row, "first_name": "Amy", "last_name": "Abe",
+                                                           "email": "aa@y.org"}, 2)], {})
+    assert reader.page("name", "asc", 1, 5, "zoe").total == 0
+    assert reader.page("name", "asc", 1, 5, "zz@").total == 0
+    assert [r["name"] for r in reader.page("name", "asc", 1, 5, "amy").rows] == ["Amy Abe"]
+    assert writer.redis.zrange("customers:idx:name", 0, -1) == ["amy abe\x1fc1"]
+
+
+def test_the_insight_counters_stay_exactly_what_the_hashes_say_through_random_updates(writer, reader):
+    rng = random.Random(11)
+    epoch, _ = writer.claim()
+    ids = [f"ins-{i:03d}" for i in range(80)]
+    for _ in range(12):
+        batch = []
+        for _ in range(60):
+            cid = rng.choice(ids)
+            kind = rng.random()
+            if kind < 0.35:
+                batch.append(Record(CONSOLIDATED, cid, consolidated(cid, rng.randint(0, 999), rng), 1))
+            elif kind < 0.65:
+                batch.append(Record(SCORE, cid, {"customer_id": cid, "score": rng.random(), "model_version": "m",
+                                                 "behavioural_stage": rng.choice(STAGES), "scored_at": rng.randint(1, 9)},
+                                    2))
+            elif kind < 0.9:
+                batch.append(Record(SEGMENT, cid, {"customer_id": cid, "segment": rng.choice(["a", "b", "c"])}, 3))
+            else:  # tombstones
+                batch.append(Record(rng.choice([CONSOLIDATED, SCORE, SEGMENT]), cid, None, 4))
+        writer.write_batch(epoch, batch, {})
+    insights = reader.insights()
+    views = [v for v in (reader.customer(cid)[0] for cid in ids) if v is not None]
+    assert insights.customers == len(views) == reader.page("customer_id", "asc", 1, 200).total
+    assert dict(insights.segments) == dict(collections.Counter(v["segment"] or "" for v in views))
+    stages: dict = {}
+    for v in views:
+        row = stages.setdefault(v["lifecycle_stage"] or "", {})
+        row[v["behavioural_stage"] or ""] = row.get(v["behavioural_stage"] or "", 0) + 1
+    assert insights.stages == stages
+    buckets = [0] * cache_mod.SCORE_BUCKETS
+    for v in views:
+        if v["score"] is not None:
+            buckets[model.score_bucket(v["score"])] += 1
+    assert insights.scores == buckets
+    top = sorted((v for v in views if v["score"] is not None), key=lambda v: (v["score"], v["customer_id"]),
+                 reverse=True)[:cache_mod.TOP_N]
+    assert [v["customer_id"] for v in insights.top] == [v["customer_id"] for v in top]
 
 
 def _count_round_trips(monkeypatch) -> list[int]:
@@ -154,128 +206,74 @@ def _count_round_trips(monkeypatch) -> list[int]:
     return calls
 
 
-def test_a_page_costs_the_same_few_round_trips_whatever_its_size(cache, monkeypatch):
-    _populate(cache, 300)
-    cache.page("name", "asc", 1, 10)  # warm: connection made, scripts irrelevant to reads
+def test_a_page_costs_the_same_two_round_trips_whatever_its_size(writer, reader, monkeypatch):
+    populate(writer, 300)
+    reader.page("name", "asc", 1, 10)  # warm: connection made
     calls = _count_round_trips(monkeypatch)
     trips = {}
     for per_page in (1, 10, 100, 200):
         calls[0] = 0
-        result = cache.page("lifetime_value", "desc", 1, per_page)
-        assert len(result.rows) == per_page
+        assert len(reader.page("lifetime_value", "desc", 1, per_page).rows) == per_page
         trips[per_page] = calls[0]
     assert set(trips.values()) == {2}, trips  # ZCARD+ZRANGE pipeline, then one HMGET pipeline
     for per_page in (5, 50):
         for sort in ("lifetime_value", "name"):
             calls[0] = 0
-            cache.page(sort, "asc", 1, per_page, "cust-")
-            assert calls[0] == 3, (sort, per_page, calls[0])  # prefix read, ordering, rows
+            reader.page(sort, "asc", 1, per_page, "cust-")
+            assert calls[0] == 2, (sort, per_page, calls[0])  # prefix read, then the matches' rows
+    calls[0] = 0
+    reader.insights()
+    assert calls[0] == 2  # counters + top ids + status, then the top rows
 
 
-def test_a_whole_html_page_and_the_api_cost_a_constant_number_of_round_trips(url, monkeypatch):
-    with running_app(settings(url, CACHE_CONSUMER_ENABLED="false")) as app:
-        rt = app.extensions["marketing_engine"]
-        _populate(rt.cache, 250)
+def test_a_whole_html_page_and_the_api_cost_a_constant_number_of_round_trips(url, writer, monkeypatch):
+    populate(writer, 250)
+    with running_app(settings(url)) as app:
         client = app.test_client()
         assert client.get("/?per_page=10").status_code == 200
         calls = _count_round_trips(monkeypatch)
         counts = {}
         for path in ("/?per_page={n}", "/api/customers?per_page={n}", "/fragments/customers?per_page={n}",
-                     "/?per_page={n}&q=cust-&sort=name"):
+                     "/?per_page={n}&q=cust-&sort=name", "/insights?n={n}", "/api/insights?n={n}"):
             for n in (10, 200):
                 calls[0] = 0
-                response = client.get(path.format(n=n))
-                assert response.status_code == 200
+                assert client.get(path.format(n=n)).status_code == 200
                 counts[(path, n)] = calls[0]
             assert counts[(path, 10)] == counts[(path, 200)], counts
-            assert counts[(path, 200)] <= 8, counts
-        html = client.get("/?per_page=200").get_data(as_text=True)
-        assert html.count('<tr data-customer="') == 200
+            assert counts[(path, 200)] <= 4, counts
+        assert client.get("/?per_page=200").get_data(as_text=True).count('<tr data-customer="') == 200
 
 
-def test_writers_of_different_topics_racing_on_the_same_customers_keep_every_index_consistent(url):
-    ids = [f"race-{i:03d}" for i in range(150)]
-    caches = [Cache(cache_mod.connect(url)) for _ in range(3)]
-    epoch, _ = caches[0].claim_epoch()
-    rng = random.Random(3)
-    errors = []
-
-    def writer(cache: Cache, source: str) -> None:
-        try:
-            for round_ in range(15):
-                batch = []
-                for cid in rng.sample(ids, 60):
-                    if source == model.CONSOLIDATED:
-                        rec = {"first_name": f"F{round_}", "last_name": cid, "email": f"{cid}@r{round_}.test",
-                               "lifecycle_stage": STAGES[round_ % 4], "order_count": round_}
-                    elif source == model.PROPENSITY:
-                        rec = {"score": round_ / 20, "behavioural_stage": f"b{round_}"}
-                    else:
-                        rec = {"segment": f"s{round_}"}
-                    batch.append(Update(cid, source, model.map_record(source, rec)))
-                cache.write_batch(epoch, batch, {})
-        except Exception as exc:  # surfaced below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=writer, args=(c, s)) for c, s in
-               zip(caches, (model.CONSOLIDATED, model.PROPENSITY, model.SEGMENT), strict=True)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert errors == []
-    r = caches[0].redis
-    total = r.zcard(cache_mod.IDS)
-    assert total > 0
-    for column in model.COLUMNS:
-        key = cache_mod.index_key(column)
-        assert r.zcard(key) == total, column.key  # exactly one member per customer in every index
-    for cid in r.zrange(cache_mod.IDS, 0, -1):
-        raw = r.hgetall(cache_mod.customer_key(cid))
-        for key in cache_mod.LEX_INDEXES:
-            assert r.zscore(key, raw[f"_m:{key}"]) is not None
-    for c in caches:
-        c.redis.close()
-
-
-def test_a_tombstone_clears_its_source_and_removes_a_customer_no_source_knows(cache):
-    epoch, _ = cache.claim_epoch()
-    cons = model.map_record(model.CONSOLIDATED, {"first_name": "Tom", "last_name": "Stone", "order_count": 2})
-    score = model.map_record(model.PROPENSITY, {"score": 0.5, "behavioural_stage": "loyal"})
-    cache.write_batch(epoch, [Update("t1", model.CONSOLIDATED, cons), Update("t1", model.PROPENSITY, score)], {})
-    cache.write_batch(epoch, [Update("t1", model.CONSOLIDATED, tombstone=True)], {})
-    row = cache.customer("t1")
-    assert row["first_name"] is None and row["order_count"] is None and row["propensity_score"] == 0.5
-    assert not row["in_consolidated_view"]
-    assert cache.page("name", "asc", 1, 5, "tom").total == 0
-    cache.write_batch(epoch, [Update("t1", model.PROPENSITY, tombstone=True)], {})
-    assert cache.customer("t1") is None
-    r = cache.redis
-    assert r.zcard(cache_mod.IDS) == 0
-    assert all(r.zcard(cache_mod.index_key(c)) == 0 for c in model.COLUMNS)
-    assert r.zcard(cache_mod.SEARCH) == 0
-
-
-def test_offsets_are_stored_with_the_data_and_a_wiped_cache_refuses_stale_writers(cache):
-    epoch, created = cache.claim_epoch()
-    assert created
-    assert cache.claim_epoch() == (epoch, False)
-    rec = model.map_record(model.SEGMENT, {"segment": "loyal"})
-    version = cache.write_batch(epoch, [Update("o1", model.SEGMENT, rec)], {("t", 0): 5, ("t", 2): 9},
-                                {"records:t": 2, "malformed:t": 1})
-    assert version == 1
-    assert cache.stored_offsets([("t", 0), ("t", 1), ("t", 2)]) == {("t", 0): 5, ("t", 2): 9}
-    meta = cache.meta()
-    assert meta["malformed"] == {"t": 1} and meta["records"] == {"t": 2} and meta["customers"] == 1
-    cache.redis.hset(cache_mod.customer_key("o1"), "_unrelated", "x")
-    cache.redis.set("other:app:key", "kept")  # a shared Redis: a reset touches only the cache's keys
-    cache.redis.rpush(cache_mod.ACTIONS, "{}")
-    removed = cache.reset()
-    assert removed >= 5
-    assert cache.redis.get("other:app:key") == "kept" and cache.redis.llen(cache_mod.ACTIONS) == 1
-    assert not any(re.match(r"^(customer|customers|cache):", k) for k in cache.redis.keys("*"))
+def test_only_the_lease_holder_can_write_and_a_wiped_cache_refuses_stale_writers(url, writer, reader):
+    epoch, created = writer.claim()
+    assert created and writer.claim() == (epoch, False)
+    rng = random.Random(2)
+    writer.write_batch(epoch, [Record(CONSOLIDATED, "x1", consolidated("x1", 1, rng), 1)],
+                       {(CONSOLIDATED, 0): 5, (CONSOLIDATED, 1): 9})
+    assert writer.stored_offsets([(CONSOLIDATED, 0), (CONSOLIDATED, 1), (CONSOLIDATED, 2)]) == {
+        (CONSOLIDATED, 0): 5, (CONSOLIDATED, 1): 9}
+    other = CacheWriter(cache_mod.connect(url), "another-feeder")
+    assert not other.acquire_lease() and writer.lease_holder() == "test-writer"
+    with pytest.raises(LeaseLost):
+        other.write_batch(epoch, [Record(CONSOLIDATED, "x2", consolidated("x2", 2, rng), 1)], {(CONSOLIDATED, 0): 6})
+    assert reader.customer("x2")[0] is None and writer.stored_offsets([(CONSOLIDATED, 0)]) == {(CONSOLIDATED, 0): 5}
+    writer.release_lease()
+    assert other.acquire_lease() and not writer.renew_lease()
+    assert other.acquire_lease()  # renewing one's own lease
+    writer.redis.flushdb()  # e.g. Redis restarted without persistence
+    with pytest.raises(LeaseLost):
+        writer.write_batch(epoch, [], {(CONSOLIDATED, 0): 7})
+    assert other.acquire_lease()
     with pytest.raises(EpochMismatch):
-        cache.write_batch(epoch, [Update("o2", model.SEGMENT, rec)], {("t", 0): 6})
-    assert cache.customer("o2") is None and cache.stored_offsets([("t", 0)]) == {}
-    new_epoch, created = cache.claim_epoch()
+        other.write_batch(epoch, [], {(CONSOLIDATED, 0): 7})  # the cache it knew is gone: nothing written
+    assert not writer.redis.exists(cache_mod.OFFSETS)
+    new_epoch, created = other.claim()
     assert created and new_epoch != epoch
+
+
+def test_reset_removes_every_cache_key_and_nothing_else(url, writer):
+    populate(writer, 20)
+    writer.redis.set("someone-elses-key", "1")
+    removed = writer.reset()
+    assert removed > 20
+    assert sorted(writer.redis.keys("*")) == sorted(["someone-elses-key", cache_mod.LEASE])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import secrets
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -52,6 +53,7 @@ def settings(redis_url: str, bootstrap: str = "127.0.0.1:9", registry_url: str =
 
 @contextlib.contextmanager
 def running_app(web_settings: WebSettings) -> Iterator[Any]:
+    """The web app alone (it only reads Redis)."""
     from webapp import create_app
 
     app = create_app(web_settings)
@@ -59,6 +61,34 @@ def running_app(web_settings: WebSettings) -> Iterator[Any]:
         yield app
     finally:
         app.extensions["marketing_engine"].close()
+
+
+@contextlib.contextmanager
+def running_feeder(web_settings: WebSettings, **kw: Any) -> Iterator[Any]:
+    """The feeder in a thread of this process (the subprocess tests run ``python -m webapp.feeder``)."""
+    from webapp.feeder import Feeder
+
+    feeder = Feeder(web_settings, **kw)
+    thread = threading.Thread(target=feeder.run, name="feeder-under-test", daemon=True)
+    thread.start()
+    try:
+        yield feeder
+    finally:
+        feeder.stop()
+        thread.join(30)
+        assert not thread.is_alive(), "the feeder did not stop"
+
+
+@contextlib.contextmanager
+def running(web_settings: WebSettings) -> Iterator[tuple[Any, Any]]:
+    """The web app and its feeder: (app, feeder)."""
+    with running_feeder(web_settings) as feeder, running_app(web_settings) as app:
+        yield app, feeder
+
+
+def caught_up(feeder: Any) -> bool:
+    status = feeder.snapshot()
+    return status.state == "running" and status.lag == 0
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
@@ -82,16 +112,38 @@ def new_id(prefix: str = "c") -> str:
 
 
 def consolidated(customer_id: str, **overrides: Any) -> dict[str, Any]:
-    """A consolidated row as ksql/050-consolidated.sql writes it (lower-case back-quoted columns)."""
+    """A consolidated row as ksql/050-consolidated.sql writes it: every field of its contract
+    (schemas/json/customer_consolidated.json), nulls included."""
     row = {
         "customer_id": customer_id, "first_name": "Ada", "last_name": "Lovelace",
         "email": f"ada.{customer_id[-8:]}@example.com", "phone": None, "lifecycle_stage": "evangelist",
-        "is_active": True, "created_at": 1_767_225_600_000, "updated_at": 1_767_225_600_000,
-        "lifetime_value": 0.0, "order_count": 0, "last_order_at": None, "delivered_count": 0,
-        "failed_count": 0, "last_engagement_at": None,
+        "is_active": True, "created_at": 1_767_225_600_000, "profile_updated_at": 1_767_225_600_000,
+        "lifetime_value": 0.0, "order_count": 0, "last_order_at": None, "activations_delivered": 0,
+        "activations_failed": 0, "activations_bounced": 0, "last_engagement_at": None,
     }
     row.update(overrides)
     return row
+
+
+def enriched_order(customer_id: str, order_id: str, total: float, placed_at: int, **overrides: Any) -> dict[str, Any]:
+    """A record of dom.customer.order.enriched.v1 as ksql/030-orders.sql writes it."""
+    row = {"customer_id": customer_id, "order_id": order_id, "order_total": total, "currency": "EUR",
+           "channel": "web", "item_count": 1, "placed_at": placed_at, "first_name": "Ada", "last_name": "Lovelace",
+           "email": "ada@example.com", "lifecycle_stage": "customer"}
+    row.update(overrides)
+    return row
+
+
+def score(customer_id: str, value: float, scored_at: int = 1_767_225_600_000, **overrides: Any) -> dict[str, Any]:
+    row = {"customer_id": customer_id, "score": value, "model_version": "lr-test", "behavioural_stage": "customer",
+           "scored_at": scored_at}
+    row.update(overrides)
+    return row
+
+
+def segment(customer_id: str, name: str) -> dict[str, Any]:
+    return {"customer_id": customer_id, "segment": name, "lifecycle_stage": None, "lifetime_value": None,
+            "order_count": None}
 
 
 def produce(bootstrap: str, topic: str, records: list[tuple[str | bytes | None, bytes | None]]) -> None:

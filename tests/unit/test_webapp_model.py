@@ -1,157 +1,185 @@
-"""The tolerant, table-driven mapping of the source topics onto the table, and the cache's pure parts."""
+"""The customer view's pure parts: one name per field (the contracts'), the same fields in every view,
+records applied idempotently with bounded history, the insight contributions, the feeder status as a
+typed object, the health the pages show, and the sent actions' arrival rule."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
+from pathlib import Path
 
 import pytest
 
-from webapp import cache, feeder, model
+from schemas import topics
+from schemas.json_contract import JsonContract
+from webapp import actions, model
+from webapp.cache import SCORES, SEGMENTS, SEP, STAGES, apply, contributions, index_entries, listed
+from webapp.feeder import partition_lag
+from webapp.records import FEED_TOPICS, Decoder, Mismatch, Record, customer_id_of
+from webapp.runtime import health_from
+from webapp.settings import WebSettings
+from webapp.status import FeederStatus, TopicStatus
 
-# What ksql/050-consolidated.sql writes: lower-case back-quoted columns, nulls for missing metrics.
-KSQL_ROW = {
-    "customer_id": "c-1", "first_name": "Grace", "last_name": "Hopper", "email": "grace@example.com",
-    "phone": None, "lifecycle_stage": "customer", "is_active": True, "created_at": 1000, "updated_at": 2000,
-    "lifetime_value": 12.5, "order_count": 2, "last_order_at": 5000, "delivered_count": 3, "failed_count": 1,
-    "last_engagement_at": 4000,
-}
-
-
-def test_the_consolidated_columns_of_the_ksql_view_map_onto_the_table():
-    got = model.map_record(model.CONSOLIDATED, KSQL_ROW)
-    assert got["first_name"] == "Grace" and got["email"] == "grace@example.com"
-    assert got["lifecycle_stage"] == "customer" and got["is_active"] is True
-    assert (got["order_count"], got["lifetime_value"]) == (2, 12.5)
-    assert (got["engagement_delivered"], got["engagement_failed"]) == (3, 1)
-    assert got["profile_updated_at"] == 2000 and got["phone"] is None
-    assert got["last_activity"] == 5000  # the latest of order, engagement, profile update, creation
+CONSOLIDATED = topics.CUSTOMER_CONSOLIDATED.name
 
 
-def test_upper_case_names_aliases_and_nulls_are_tolerated():
-    upper = {"CUSTOMER_ID": "c-2", "FIRST_NAME": "Alan", "LAST_NAME": None, "EMAIL_ADDRESS": "a@b.org",
-             "DECLARED_LIFECYCLE_STAGE": "prospect", "TOTAL_ORDERS": "4", "LTV": "99.9", "DELIVERED": 1,
-             "FAILED": None, "LAST_ACTIVITY_AT": "2026-01-01T00:00:00Z", "IS_ACTIVE": "false", "UNKNOWN_COL": 1}
-    got = model.map_record(model.CONSOLIDATED, upper)
-    assert got["first_name"] == "Alan" and got["last_name"] is None and got["email"] == "a@b.org"
-    assert got["lifecycle_stage"] == "prospect"
-    assert (got["order_count"], got["lifetime_value"]) == (4, 99.9)
-    assert (got["engagement_delivered"], got["engagement_failed"]) == (1, None)
-    assert got["is_active"] is False
-    assert got["last_activity"] == 1_767_225_600_000  # an explicit last activity wins over derived ones
-    assert set(got) == {f.name for f in model.CONSOLIDATED_FIELDS}
+def row(customer_id: str = "c-1", **overrides) -> dict:
+    base = {"customer_id": customer_id, "first_name": "Ada", "last_name": "Lovelace", "email": "Ada@Example.com",
+            "phone": None, "lifecycle_stage": "customer", "is_active": True, "created_at": 1, "profile_updated_at": 2,
+            "lifetime_value": 10.5, "order_count": 1, "last_order_at": 30, "activations_delivered": 2,
+            "activations_failed": 1, "activations_bounced": 1, "last_engagement_at": 20}
+    base.update(overrides)
+    return base
 
 
-@pytest.mark.parametrize("value", [{"nested": 1}, [1], "lots", float("nan"), float("inf"), True])
-def test_values_that_cannot_be_coerced_read_as_null(value):
-    got = model.map_record(model.CONSOLIDATED, {"order_count": value, "lifetime_value": value})
-    assert got["order_count"] is None and got["lifetime_value"] is None
+def test_the_cached_fields_are_the_contracts_names_and_nothing_else():
+    contract = JsonContract.for_topic(topics.CUSTOMER_CONSOLIDATED)
+    assert set(model.CONSOLIDATED_FIELDS) == set(contract.names) - {"customer_id"}
+    avro = {t.name: {f["name"] for f in json.loads(t.schema_str)["fields"]} for t in FEED_TOPICS
+            if t.value_format == "avro"}
+    assert set(model.SCORE_FIELDS) == avro[topics.PROPENSITY_SCORE.name] - {"customer_id"}
+    assert set(model.SEGMENT_FIELDS) <= avro[topics.SEGMENT_MATERIALIZED.name]
+    assert set(model.STORED_FIELDS).isdisjoint({"engagement_delivered", "propensity_score", "delivered_count",
+                                                 "updated_at"}), "no second name for a metric"
+    source = Path(model.__file__).read_text()
+    assert "alias" not in source.split('"""', 2)[2].lower(), "no alias tables"
 
 
-def test_text_loses_control_characters_and_surrounding_space():
-    got = model.map_record(model.CONSOLIDATED, {"first_name": "  A\x1fda\x00 ", "last_name": "   "})
-    assert got["first_name"] == "Ada" and got["last_name"] is None
+def test_every_column_is_a_view_field_and_the_declared_stage_is_fourth():
+    assert [c.key for c in model.COLUMNS][3] == "lifecycle_stage"
+    assert all(c.key in model.VIEW_FIELDS for c in model.COLUMNS)
+    assert model.COLUMN_BY_KEY["activations_failed"].hint == "activations not delivered: failed or bounced"
 
 
-@pytest.mark.parametrize("raw,millis", [
-    (1_767_225_600_000, 1_767_225_600_000), ("1767225600000", 1_767_225_600_000), (1.5e12, 1_500_000_000_000),
-    (dt.datetime(2026, 1, 1, tzinfo=dt.UTC), 1_767_225_600_000), (dt.datetime(2026, 1, 1), 1_767_225_600_000),
-    ("2026-01-01T01:00:00+01:00", 1_767_225_600_000), ("yesterday", None), (None, None), (True, None),
-])
-def test_timestamps_in_every_form_ksqldb_or_avro_hand_out(raw, millis):
-    assert model.to_millis(raw) == millis
+def test_a_view_has_every_field_whatever_the_stored_ones():
+    empty = model.customer_view("c-1", {})
+    full = model.customer_view("c-1", {"first_name": "Ada", "score": "0.5", model.IN_VIEW: "1", "is_active": "0"})
+    assert list(empty) == list(full) == list(model.VIEW_FIELDS)
+    assert full["score"] == 0.5 and full["is_active"] is False and full["in_consolidated_view"] is True
+    assert empty["name"] is None and empty["in_consolidated_view"] is False
 
 
-def test_propensity_and_segment_records_map_their_own_fields_only():
-    score = model.map_record(model.PROPENSITY, {"customer_id": "c", "score": 0.25, "model_version": "m",
-                                                "behavioural_stage": "loyal",
-                                                "scored_at": dt.datetime(2026, 1, 1, tzinfo=dt.UTC)})
-    assert score == {"propensity_score": 0.25, "model_version": "m", "behavioural_stage": "loyal",
-                     "scored_at": 1_767_225_600_000}
-    segment = model.map_record(model.SEGMENT, {"customer_id": "c", "segment": "vip_evangelist",
-                                               "lifecycle_stage": "x", "lifetime_value": 1.0, "order_count": 9})
-    assert segment == {"segment": "vip_evangelist"}  # the rule inputs never overwrite the consolidated view
+def test_records_are_applied_idempotently_with_bounded_newest_first_history():
+    raw: dict[str, str] = {}
+    records = [Record(CONSOLIDATED, "c-1", row(), 5)]
+    records += [Record(topics.PROPENSITY_SCORE.name, "c-1", {"customer_id": "c-1", "score": i / 10, "model_version": "m",
+                                                              "behavioural_stage": "customer", "scored_at": 100 + i}, 6)
+                for i in range(5)]
+    records += [Record(topics.SEGMENT_MATERIALIZED.name, "c-1", {"customer_id": "c-1", "segment": s}, 7 + i)
+                for i, s in enumerate(["nurture", "nurture", "loyal"])]
+    records += [Record(topics.ORDER_ENRICHED.name, "c-1", {"order_id": f"o{i % 4}", "order_total": 1.0, "currency": "EUR",
+                                                            "channel": "web", "item_count": 1, "placed_at": i}, 8)
+                for i in range(6)]
+    for r in records:
+        apply(raw, r, history_max=3)
+    once = dict(raw)
+    for r in records:
+        apply(raw, r, history_max=3)
+    assert raw == once, "applying a record again changes nothing"
+    scores = json.loads(raw["score_history"])
+    assert [s["scored_at"] for s in scores] == [104, 103, 102], "bounded, newest first"
+    assert [(c["segment"], c["previous"]) for c in json.loads(raw["segment_history"])] == [("loyal", "nurture"),
+                                                                                        ("nurture", None)]
+    assert [o["order_id"] for o in json.loads(raw["recent_orders"])] == ["o1", "o0", "o3"], "one entry per order"
+    assert raw["activations_failed"] == "1" and raw[model.IN_VIEW] == "1" and "phone" not in raw
 
 
-def test_every_field_is_owned_by_exactly_one_source_and_every_column_by_its_source():
-    owners: dict[str, str] = {}
-    for source, fields in model.FIELDS_BY_SOURCE.items():
-        for f in fields:
-            assert f.name not in owners, f"{f.name} owned by {owners.get(f.name)} and {source}"
-            owners[f.name] = source
-    for column in model.COLUMNS:
-        if column.key not in {"name", "customer_id"}:
-            assert owners[column.key] == column.source, column.key
+def test_a_tombstone_clears_its_topics_fields_and_history_alone_does_not_list_a_customer():
+    raw: dict[str, str] = {}
+    apply(raw, Record(CONSOLIDATED, "c-1", row(), 1), 5)
+    apply(raw, Record(topics.ACTIVATION_STATUS.name, "c-1", {"activation_id": "a", "order_id": None, "channel": "sms",
+                                                             "status": "bounced", "delivered_at": 3, "attempts": 2}, 2), 5)
+    assert listed(raw)
+    apply(raw, Record(CONSOLIDATED, "c-1", None, 3), 5)
+    assert not listed(raw) and set(raw) == {"recent_engagements"}
 
 
-def test_the_declared_lifecycle_stage_is_the_fourth_column():
-    assert model.COLUMNS[3].key == "lifecycle_stage" and model.COLUMNS[3].title == "Declared stage"
-    assert [c.key for c in model.COLUMNS][1:3] == ["name", "email"]
-
-
-@pytest.mark.parametrize("key,expected", [
-    (b"6f1c1d7e-8a55-4c55-9d61-0b7f0a0d7c11", "6f1c1d7e-8a55-4c55-9d61-0b7f0a0d7c11"),
-    (b'"c-7"', "c-7"), (b'{"CUSTOMER_ID": "c-8"}', "c-8"), (b"\xff\xfe", None), (None, None), (b"", None),
-])
-def test_the_customer_id_comes_from_the_key_in_any_of_its_forms(key, expected):
-    assert model.key_customer_id(key) == expected
-
-
-def test_the_value_id_is_the_fallback_and_an_unusable_id_is_malformed():
-    assert model.resolve_customer_id(None, {"CUSTOMER_ID": "c-9"}) == "c-9"
-    assert model.resolve_customer_id(b"k-1", {"customer_id": "other"}) == "k-1"
-    for key, record in [(None, {}), (b"has space", None), (b"x" * 65, None), (None, {"customer_id": "<script>"})]:
-        with pytest.raises(model.Malformed):
-            model.resolve_customer_id(key, record)
-
-
-@pytest.mark.parametrize("data", [b"{oops", b"[1]", b'"text"', b"\xff"])
-def test_a_json_value_that_is_not_an_object_is_malformed(data):
-    with pytest.raises(model.Malformed):
-        model.decode_json_value(data)
-    assert model.decode_json_value(json.dumps(KSQL_ROW).encode()) == KSQL_ROW
+def test_insight_contributions_and_index_entries_of_one_customer():
+    values = model.typed({"segment": "loyal", "lifecycle_stage": "customer", "behavioural_stage": "evangelist",
+                          "score": "0.97", "first_name": "Ada"})
+    assert contributions(values) == {(SEGMENTS, "loyal"): 1, (STAGES, f"customer{SEP}evangelist"): 1,
+                                     (SCORES, f"loyal{SEP}9"): 1}
+    assert contributions({}) == {(SEGMENTS, ""): 1, (STAGES, SEP): 1}
+    entries = index_entries("c-1", values)
+    assert entries["customers:idx:score"] == ("c-1", 0.97)
+    assert entries["customers:idx:order_count"] == ("c-1", float("-inf"))
+    assert entries["customers:idx:name"] == (f"ada{SEP}c-1", 0.0)
+    assert model.score_bucket(1.0) == 9 and model.score_bucket(0.0) == 0 and model.score_bucket(0.1) == 1
 
 
 def test_search_terms_and_queries_share_one_normal_form():
-    terms = model.search_terms("C-1", {"first_name": "Ada", "last_name": "Lovelace", "email": "Ada@Example.com"})
-    assert terms == ["c-1", "ada", "lovelace", "ada lovelace", "ada@example.com", "example.com"]
-    assert model.normalize_search("  Ada   LOVE\x07 ") == "ada love"
-    assert model.normalize_search(None) == "" and model.normalize_search("   ") == ""
+    terms = model.search_terms("C-1", {"first_name": "Ada\x07", "last_name": "Love Lace", "email": "Ada@Example.com"})
+    assert terms == ["c-1", "ada", "love lace", "ada love lace", "ada@example.com", "example.com"]
+    assert model.normalize_search("  Ada   LOVE lace\x07 ") == "ada love lace"
 
 
-def test_a_cache_write_item_carries_the_owned_fields_and_index_entries():
-    fields = model.map_record(model.CONSOLIDATED, {**KSQL_ROW, "phone": None})
-    item = cache._item(cache.Update("c-1", model.CONSOLIDATED, fields), now_ms=77)
-    hset = dict(zip(item["hset"][::2], item["hset"][1::2], strict=True))
-    assert hset["first_name"] == "Grace" and hset["lifetime_value"] == "12.5" and hset["is_active"] == "1"
-    assert hset["_seen_consolidated"] == "77" and "phone" in item["hdel"]
-    assert ["customers:idx:order_count", "2.0"] in item["num"]
-    assert ["customers:idx:name", "grace hopper"] in item["lex"]
-    assert "grace hopper" in item["terms"] and item["tomb"] == 0
-    assert all(key.startswith("customers:idx:") for key, _ in item["num"] + item["lex"])
-    score = cache._item(cache.Update("c-1", model.PROPENSITY, tombstone=True), now_ms=1)
-    assert score["tomb"] == 1 and "_seen_propensity" in score["hdel"] and "terms" not in score
-    assert ["customers:idx:propensity_score", "-inf"] in score["num"]
+@pytest.mark.parametrize("key,ok", [(b"c-1", True), (None, False), (b"", False), (b"has space", False),
+                                    (b"\xff", False), (b'"json-string"', False)])
+def test_the_customer_id_is_the_utf8_key_and_nothing_else(key, ok):
+    if ok:
+        assert customer_id_of(key) == key.decode()
+    else:
+        with pytest.raises(Mismatch):
+            customer_id_of(key)
+
+
+def test_a_json_record_is_checked_against_its_contract_and_the_key_must_agree():
+    decoder = Decoder(registry=None)
+    record, remarks = decoder.decode(CONSOLIDATED, b"c-1", json.dumps(row()).encode(), 9)
+    assert record.value == row() and remarks == []
+    with pytest.raises(Mismatch, match="differs from the key"):
+        decoder.decode(CONSOLIDATED, b"c-2", json.dumps(row()).encode(), 9)
+    with pytest.raises(Mismatch, match="missing field activations_delivered"):
+        old = {k: v for k, v in row().items() if k != "activations_delivered"}
+        decoder.decode(CONSOLIDATED, b"c-1", json.dumps({**old, "delivered_count": 2}).encode(), 9)
+    assert decoder.decode(CONSOLIDATED, b"c-1", None, 9)[0].value is None
+
+
+def test_the_feeder_status_is_a_typed_object_and_other_formats_are_refused():
+    status = FeederStatus("f-1", state="running", heartbeat_ms=1000, lag=3,
+                          topics={CONSOLIDATED: TopicStatus(CONSOLIDATED, lag=3, mismatches={"x": 2})})
+    again = FeederStatus.from_json(status.to_json())
+    assert again == status and isinstance(again.topics[CONSOLIDATED], TopicStatus) and again.mismatched == 2
+    assert FeederStatus.from_json(json.dumps({**json.loads(status.to_json()), "format": 99})) is None
+    assert FeederStatus.from_json("{not json") is None and FeederStatus.from_json(None) is None
+    assert FeederStatus.from_json(json.dumps({"format": 1, "instance": "x", "surprise": 1})) is None
+
+
+def test_the_health_the_pages_show_comes_from_the_feeders_status():
+    settings = WebSettings.from_env({"FEEDER_STALE_S": "15"})
+    fresh = FeederStatus("f-1", state="running", heartbeat_ms=100_000, kafka_ok=True, kafka_reason=None)
+    assert health_from(settings, 3, fresh, 10, now=105).problems == []
+    assert "has not reported for 20s" in health_from(settings, 3, fresh, 10, now=120).problems[0]
+    assert "has not reported yet" in health_from(settings, 3, None, 0).problems[0]
+    down = FeederStatus("f-1", state="running", heartbeat_ms=100_000, kafka_ok=False, kafka_reason="all brokers down")
+    assert health_from(settings, 3, down, 1, now=101).problems == ["Kafka is unreachable: all brokers down"]
+    assert health_from(settings, None, None, None, redis_reason="refused").problems == [
+        "Redis is unreachable: refused"]
 
 
 def test_an_action_is_sent_until_the_consolidated_view_reflects_it():
     order = {"kind": "order", "before": 2}
-    assert not cache.action_arrived(order, {"_seen_consolidated": None, "order_count": "3"})
-    assert not cache.action_arrived(order, {"_seen_consolidated": "1", "order_count": "2"})
-    assert cache.action_arrived(order, {"_seen_consolidated": "1", "order_count": "3"})
-    engagement = {"kind": "engagement", "before": None}
-    assert cache.action_arrived(engagement, {"_seen_consolidated": "1", "engagement_failed": "1"})
-    assert not cache.action_arrived(engagement, {"_seen_consolidated": "1"})
-    assert cache.action_arrived({"kind": "customer"}, {"_seen_consolidated": "1"})
+    assert not actions.arrived(order, None)
+    assert not actions.arrived(order, {"in_consolidated_view": True, "order_count": 2})
+    assert actions.arrived(order, {"in_consolidated_view": True, "order_count": 3})
+    engagement = {"kind": "engagement", "before": 3}
+    # activations_failed already counts the bounced ones: they are not added twice
+    assert not actions.arrived(engagement, {"in_consolidated_view": True, "activations_delivered": 2,
+                                            "activations_failed": 1, "activations_bounced": 1})
+    assert actions.arrived(engagement, {"in_consolidated_view": True, "activations_delivered": 3,
+                                        "activations_failed": 1})
+    session: dict = {}
+    for i in range(actions.KEPT + 3):
+        actions.remember(session, "order", f"c-{i}", "x" * 500, 0)
+    assert len(session["actions"]) == actions.KEPT and session["actions"][0]["customer_id"] == f"c-{actions.KEPT + 2}"
+    assert len(json.dumps(session)) < 3000, "fits a session cookie"
 
 
 @pytest.mark.parametrize("stats,written,lag", [
-    ({"ls_offset": 10, "committed_offset": 4, "lo_offset": 0}, None, 6),
-    ({"ls_offset": 10, "committed_offset": -1001, "lo_offset": 0}, 8, 2),  # positions read back from Redis
-    ({"ls_offset": 10, "committed_offset": -1001, "lo_offset": 3}, None, 7),
-    ({"ls_offset": 0, "committed_offset": -1001, "lo_offset": 0}, None, 0),
-    ({"ls_offset": -1001, "committed_offset": 5, "lo_offset": 0}, 5, None),
-    ({"ls_offset": 50, "committed_offset": -1001, "lo_offset": 40}, 0, 10),  # rebuilding, retention at 40
+    ({"ls_offset": 10, "lo_offset": 0, "committed_offset": 4}, 7, 3),
+    ({"ls_offset": 10, "lo_offset": 0, "committed_offset": 4}, None, 6),
+    ({"ls_offset": 10, "lo_offset": 5, "committed_offset": -1001}, None, 5),
+    ({"ls_offset": 10, "lo_offset": 8, "committed_offset": 2}, 3, 2),
+    ({"ls_offset": -1001}, 3, None),
 ])
 def test_partition_lag_from_client_statistics(stats, written, lag):
-    assert feeder._partition_lag(stats, written) == lag
+    assert partition_lag(stats, written) == lag

@@ -1,4 +1,4 @@
-"""The app without its dependencies (Redis on a closed port, no consumer): it says so plainly, answers
+"""The app without its dependencies (Redis on a closed port; the app has no Kafka consumer): it says so plainly, answers
 503 with a reason, validates before touching Redis, and its pages hold no inline script or CDN link.
 No process is started; the forms are checked in a request context."""
 
@@ -19,8 +19,7 @@ WEBAPP = Path(__file__).resolve().parents[2] / "webapp"
 
 @pytest.fixture
 def app():
-    settings = WebSettings.from_env({"REDIS_URL": "redis://127.0.0.1:1/0", "SECRET_KEY": "s" * 32,
-                                     "CACHE_CONSUMER_ENABLED": "false"})
+    settings = WebSettings.from_env({"REDIS_URL": "redis://127.0.0.1:1/0", "SECRET_KEY": "s" * 32})
     app = create_app(settings)
     yield app
     app.extensions["marketing_engine"].close()
@@ -34,7 +33,8 @@ def test_the_page_says_plainly_that_redis_is_down_and_keeps_working(app):
     assert "Redis is down." in html and "recovers by itself" in html
     assert "Customer data is unavailable" in html
     assert 'name="csrf_token"' in html  # the forms are still there
-    for path in ("/fragments/customers", "/fragments/actions", "/api/customers", "/api/customers/c-1", "/api/status"):
+    for path in ("/fragments/customers", "/api/customers", "/api/customers/c-1", "/api/status", "/insights",
+                 "/fragments/insights", "/api/insights", "/api/customers/c-1/history", "/customers/c-1"):
         assert client.get(path).status_code == 503, path
     body = client.get("/api/customers").get_json()
     assert body["error"] == "redis unavailable" and body["reason"].startswith("Redis is unreachable")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -25,7 +26,8 @@ def test_defaults_are_the_in_cluster_ones():
     assert s.port == 5000
     assert s.app_env == "production"  # safe default: the cluster never runs a dev server by accident
     assert s.consumer_group == "marketing-engine-webapp"
-    assert s.cache_reset_on_start is False and s.consumer_enabled is True
+    assert s.cache_reset_on_start is False
+    assert (s.feeder_health_port, s.feeder_batch_max, s.history_max) == (8081, 500, 20)
     assert s.bootstrap_servers == "redpanda.redpanda.svc.cluster.local:9093"
     assert s.schema_registry_url == "http://redpanda.redpanda.svc.cluster.local:8081"
     assert s.rest_proxy_url == "http://redpanda.redpanda.svc.cluster.local:8082"
@@ -37,7 +39,8 @@ def test_env_names_list_every_variable_including_the_seed_publishers():
     assert names == web_settings.env_names()
     assert len(names) == len(set(names))
     for name in ("REDIS_URL", "REDIS_PASSWORD", "KAFKA_BOOTSTRAP_SERVERS", "SCHEMA_REGISTRY_URL", "REST_PROXY_URL",
-                 "PUBLISH_TRANSPORT", "SECRET_KEY", "APP_ENV", "CONSUMER_GROUP", "CACHE_RESET_ON_START", "PORT"):
+                 "PUBLISH_TRANSPORT", "SECRET_KEY", "APP_ENV", "CONSUMER_GROUP", "CACHE_RESET_ON_START", "PORT",
+                 "FEEDER_HEALTH_PORT", "FEEDER_BATCH_MAX", "FEEDER_STALE_S", "HISTORY_MAX"):
         assert name in names
     assert set(class_env_names(PublisherSettings)) <= set(names)
 
@@ -49,14 +52,15 @@ def test_the_publisher_settings_are_the_seeds_read_from_the_same_environment():
     s = WebSettings.from_env(environ)
     assert s.publisher == PublisherSettings.from_env(environ)
     assert isinstance(s.publisher, PublisherSettings)
-    # the consumer reads the same bootstrap servers and registry
+    # the feeder reads the same bootstrap servers and registry
     assert (s.bootstrap_servers, s.schema_registry_url) == ("k1:9092,k2:9092", "http://reg:8081")
 
 
 @pytest.mark.parametrize("name,value", [
     ("REDIS_URL", "http://redis:6379"), ("PORT", "70000"), ("PORT", "http"), ("APP_ENV", "staging"),
     ("CACHE_RESET_ON_START", "maybe"), ("PUBLISH_TRANSPORT", "carrier-pigeon"), ("KAFKA_BOOTSTRAP_SERVERS", "nohost"),
-    ("CONSUMER_GROUP", "has space"), ("PAGE_SIZE", "0"), ("READY_MAX_LAG", "-1"),
+    ("CONSUMER_GROUP", "has space"), ("PAGE_SIZE", "0"), ("READY_MAX_LAG", "-1"), ("FEEDER_HEALTH_PORT", "0"),
+    ("FEEDER_BATCH_MAX", "0"), ("FEEDER_STALE_S", "0"), ("FEEDER_STALE_S", "nan"), ("HISTORY_MAX", "-3"),
 ])
 def test_an_invalid_value_names_the_variable(name, value):
     with pytest.raises(ConfigError) as err:
@@ -117,12 +121,14 @@ def test_gunicorn_conf_checks_the_settings_before_any_worker_starts(monkeypatch,
     assert err.count("\n") == 1 and "SECRET_KEY" in err
 
 
-def test_gunicorn_conf_runs_one_consumer_per_worker_built_after_the_fork(monkeypatch):
+def test_gunicorn_conf_serves_the_app_and_starts_no_consumer(monkeypatch):
     conf = _load_gunicorn_conf(monkeypatch, {"SECRET_KEY": KEY, "PORT": "5055", "WEB_WORKERS": "3",
                                              "WEB_THREADS": "8"})
     assert conf.bind == ["0.0.0.0:5055"]
     assert (conf.workers, conf.threads, conf.worker_class) == (3, 8, "gthread")
-    assert conf.preload_app is False  # create_app (and its consumer thread) runs in each worker
+    assert conf.preload_app is False  # each worker builds its own Redis client
     assert conf.wsgi_app == "webapp:create_app()"
     assert conf.control_socket_disable is True  # $HOME is read-only in the pod
     assert callable(conf.post_worker_init) and callable(conf.worker_exit)
+    source = Path(conf.__file__).read_text()
+    assert "feeder" not in source.split('"""', 2)[2], "the workers only read Redis: the feeder is its own process"

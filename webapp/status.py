@@ -1,0 +1,86 @@
+"""The feeder's status: a typed object the feeder writes to Redis (``feeder:status``, JSON) and the web
+UI reads (the status pills, /readyz, the insights page's pipeline health). One writer, many readers;
+the web never asks Kafka itself."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+STATUS_FORMAT = 1  # bumped when a field changes meaning; a reader refuses other formats
+
+# The feeder's states
+STARTING, RUNNING, STANDBY, WAITING_REDIS, RESTARTING, STOPPED = (
+    "starting", "running", "standby", "waiting for redis", "restarting", "stopped")
+
+
+@dataclass
+class TopicStatus:
+    """One source topic as the feeder sees it."""
+
+    topic: str
+    lag: int | None = None  # records on the broker not yet in the cache (None: unknown)
+    records: int = 0  # records written to the cache (this cache epoch)
+    last_event_ms: int | None = None  # Kafka timestamp of the newest record written
+    last_written_ms: int | None = None  # when the feeder last wrote one of its records
+    mismatches: dict[str, int] = field(default_factory=dict)  # kind -> records (this cache epoch)
+
+    @property
+    def mismatched(self) -> int:
+        return sum(self.mismatches.values())
+
+
+@dataclass
+class FeederStatus:
+    instance: str
+    state: str = STARTING
+    pid: int = 0
+    started_ms: int = 0
+    heartbeat_ms: int = 0  # written at least every STATUS_INTERVAL_S while the feeder runs
+    group: str = ""
+    kafka_ok: bool | None = None
+    kafka_reason: str | None = "not connected yet"
+    redis_ok: bool | None = None
+    registry_reason: str | None = None  # set while the Schema Registry cannot be asked
+    lag: int | None = None
+    topics: dict[str, TopicStatus] = field(default_factory=dict)
+    dead_letters: int | None = None  # records on the dead-letter topic (None: not known)
+    dead_letters_reason: str | None = None
+    batches: int = 0
+    restarts: int = 0
+    commit_failures: int = 0
+    cache_rebuilds: int = 0
+    last_error: str | None = None
+    last_error_ms: int | None = None
+    format: int = STATUS_FORMAT
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, raw: str | bytes | None) -> FeederStatus | None:
+        """None for nothing, a malformed value or another format (never a guess at its fields)."""
+        if not raw:
+            return None
+        try:
+            data = json.loads(raw)
+            if not isinstance(data, dict) or data.get("format") != STATUS_FORMAT:
+                return None
+            data["topics"] = {name: TopicStatus(**t) for name, t in (data.get("topics") or {}).items()}
+            return cls(**data)
+        except (TypeError, ValueError):
+            return None
+
+    def age_s(self, now: float | None = None) -> float:
+        return max(0.0, (time.time() if now is None else now) - self.heartbeat_ms / 1000)
+
+    @property
+    def mismatched(self) -> int:
+        return sum(t.mismatched for t in self.topics.values())
+
+    def as_json(self, now: float | None = None) -> dict[str, Any]:
+        body = asdict(self)
+        body["age_s"] = round(self.age_s(now), 1)
+        return body
