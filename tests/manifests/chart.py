@@ -129,24 +129,35 @@ def spark_pod_memory_mib(section: dict[str, Any], spark_conf: dict[str, str], ro
     return int(memory + max(int(factor * memory), minimum))
 
 
+def driver_only(app: dict[str, Any]) -> bool:
+    """Spark's driver-pod-only mode: spark.kubernetes.driver.master=local[N] (the CR's driver.kubernetesMaster,
+    or the sparkConf key itself) runs the job in the driver pod and creates no executor pods (SPARK-42190)."""
+    spec = app["spec"]
+    master = spec["driver"].get("kubernetesMaster") or spec.get("sparkConf", {}).get("spark.kubernetes.driver.master", "")
+    return master.startswith("local")
+
+
 def spark_pods(app: dict[str, Any]) -> Iterator[PodSpec]:
-    """The driver pod and one executor pod spec of a SparkApplication, as the operator will create them."""
+    """The driver pod and (unless driver-only) one executor pod spec of a SparkApplication, as the operator
+    will create them."""
     spec = app["spec"]
     conf = spec.get("sparkConf", {})
     volumes = spec.get("volumes", [])
-    for role in ("driver", "executor"):
+    for role in ("driver",) if driver_only(app) else ("driver", "executor"):
         section = spec[role]
         memory = f"{spark_pod_memory_mib(section, conf, role)}Mi"
+        # Spark sets the memory limit = request; the operator's webhook replaces it with memoryLimit.
+        limit = f"{spark_memory_mib(section['memoryLimit'])}Mi" if "memoryLimit" in section else memory
         container = {
             "name": f"spark-kubernetes-{role}",
             "image": section.get("image", spec["image"]),
             "env": section.get("env", []),
             "volumeMounts": section.get("volumeMounts", []),
             "securityContext": section.get("securityContext", {}),
-            # Spark sets requests = limits for memory; cpu request = coreRequest, limit = coreLimit.
+            # cpu request = coreRequest, limit = coreLimit.
             "resources": {
                 "requests": {"cpu": section.get("coreRequest", section.get("cores")), "memory": memory},
-                "limits": {"cpu": section.get("coreLimit"), "memory": memory},
+                "limits": {"cpu": section.get("coreLimit"), "memory": limit},
             },
         }
         pod = {"containers": [container], "securityContext": section.get("podSecurityContext", {}),

@@ -1,9 +1,11 @@
 """The memory budget of the whole stack with default values, as `make kind-up` deploys it: our chart
-(with the four SparkApplications of spark/k8s/: every driver and executor pod including its memory
+(with the four SparkApplications of spark/k8s/: driver-only, every driver pod including its memory
 overhead) plus the Redpanda, Spark Operator and Kafka UI releases with our override files.
 
 Run with -s to see the table. The total is the sum of memory *requests* (what the scheduler reserves);
-limits are higher so JVMs can burst. Aim: <= 8 GiB. kind's own pods share the one node and count too.
+limits are higher so JVMs can burst. Aim: <= 6 GiB (BUDGET_MIB). kind's own pods share the one node and
+count too. Requests of what we ship are never below the resident memory bench/bench_memory.py measured
+(bench/bench_memory_results.json), and limits are above its measured peak.
 The figures (memory, CPU, the Docker minimums derived from them) are stated in docs/kubernetes.md and
 mk/kind.mk (kind-up warns when Docker has less); both are checked against this computation.
 """
@@ -11,6 +13,7 @@ mk/kind.mk (kind-up warns when Docker has less); both are checked against this c
 from __future__ import annotations
 
 import functools
+import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -23,6 +26,7 @@ from tests.manifests.chart import (
     THIRD_PARTY_VALUES,
     by_kind,
     cpu_millis,
+    default_values,
     load_yaml,
     memory_mib,
     pod_specs,
@@ -32,7 +36,14 @@ from tests.manifests.chart import (
 from tests.manifests.test_overrides_redpanda import MERGED as REDPANDA_VALUES
 from tests.manifests.test_overrides_redpanda import broker
 
-TARGET_MIB = 8 * 1024
+TARGET_MIB = 6 * 1024
+# The lowest total the measured figures allow (docs/kubernetes.md#memory-budget says what holds it up);
+# <= TARGET_MIB once the budget is met.
+# 7,506 MiB: the four driver-only Spark JVMs alone need 3,968 MiB at their measured steady state + 10 %
+# (bronze 851, silver 897, gold 853, score 981 MiB resident with a 480m heap and the small-footprint
+# flags); with ksqlDB and Redpanda at 1 GiB each, Kafka UI 384 MiB and kind's 290 MiB there is no honest
+# way to 6,144 MiB. What would: fewer JVMs (the four queries in one or two driver-only applications).
+LOWEST_HONEST_MIB = 7506
 # The documented minimum Docker has 3 CPUs: every request of the node must fit in them.
 CPU_BUDGET_M = 3000
 # kind v0.32.0's own pods on the node, with their requests (cpu millicores, memory MiB): kubeadm's
@@ -90,7 +101,7 @@ class Budget:
                         f"{line.count * line.memory_mib:>7.0f} {line.count * line.cpu_m:>6.0f}")
         over = self.total_mib - TARGET_MIB
         rows.append(f"TOTAL memory requests: {self.total_mib:.0f} MiB = {self.total_mib / 1024:.2f} GiB "
-                    f"({'over' if over > 0 else 'under'} the 8 GiB aim by {abs(over):.0f} MiB); "
+                    f"({'over' if over > 0 else 'under'} the 6 GiB aim by {abs(over):.0f} MiB); "
                     f"without the run-once Jobs {self.steady_mib:.0f} MiB; cpu requests {self.cpu_m / 1000:.2f} cores")
         return "\n".join(rows)
 
@@ -179,15 +190,36 @@ def test_print_the_budget():
     releases = {line.release for line in b.lines}
     assert releases == {"kind", "marketing-engine", "redpanda", "spark-operator", "kafka-ui"}
     spark_pods = [line for line in b.lines if line.pod.startswith("marketing-engine-") and ":" in line.pod]
-    assert len(spark_pods) == 8  # 4 applications x (driver, executor)
+    assert sorted(line.pod.rsplit(":", 1)[1] for line in spark_pods) == ["driver"] * 4  # driver-only
+
+
+def test_the_budget_is_met_or_the_lowest_honest_total_is_enforced():
+    """<= 6,144 MiB, or -- when the measured figures cannot get there -- the lowest honest total, stated in
+    docs/kubernetes.md with what holds it up (LOWEST_HONEST_MIB)."""
+    b = budget()
+    assert b.total_mib <= max(TARGET_MIB, LOWEST_HONEST_MIB), b.table()
+    if LOWEST_HONEST_MIB > TARGET_MIB:
+        assert b.total_mib == LOWEST_HONEST_MIB, "update LOWEST_HONEST_MIB (and the docs) to the new total"
+
+
+def _driver_pod_mib(values: dict) -> int:
+    driver = values["pipeline"]["driver"]
+    heap = spark_memory_mib(driver["memory"])
+    return int(heap + max(int(float(values["pipeline"]["memoryOverheadFactor"]) * heap),
+                          spark_memory_mib(driver["minMemoryOverhead"])))
 
 
 def test_spark_pod_memory_includes_the_overhead():
-    """Spark 4 on Kubernetes: pod memory = memory + max(factor * memory, minMemoryOverhead)."""
+    """Spark 4 on Kubernetes: pod memory = memory + max(factor * memory, minMemoryOverhead); driver-only
+    renders no executor pod, the executor variant one per instance."""
+    values = default_values()
     lines = {line.pod: line for line in budget().lines}
-    assert lines["marketing-engine-bronze:driver"].memory_mib == 512 + 384
-    assert lines["marketing-engine-bronze:executor"].memory_mib == 512 + 256
-    big = {line.pod: line for line in _budget_for(("pipeline.enabled=true", "pipeline.executor.memory=4g"))}
+    assert lines["marketing-engine-bronze:driver"].memory_mib == _driver_pod_mib(values)
+    assert "marketing-engine-bronze:executor" not in lines
+    executors = {line.pod: line for line in _budget_for(("pipeline.enabled=true", "pipeline.driverOnly.enabled=false"))}
+    assert executors["marketing-engine-bronze:executor"].memory_mib == 512 + 256
+    big = {line.pod: line for line in _budget_for(("pipeline.enabled=true", "pipeline.driverOnly.enabled=false",
+                                                   "pipeline.executor.memory=4g"))}
     assert big["marketing-engine-bronze:executor"].memory_mib == 4096 + 409  # the factor wins over the floor
 
 
@@ -199,15 +231,53 @@ def _budget_for(sets: tuple[str, ...]) -> list[Line]:
     return out
 
 
+# ---- requests and limits against what bench/bench_memory.py measured ----------------------------------
+
+MEASURED = json.loads((REPO / "bench" / "bench_memory_results.json").read_text())
+
+
+def _container_resources(objects: tuple, owner_suffix: str) -> dict:
+    (pod,) = [p for p in pod_specs(objects) if p.owner.endswith(owner_suffix)]
+    (container,) = [c for c in pod.spec["containers"]]
+    return container["resources"]
+
+
+@pytest.mark.parametrize("process,owner", [
+    ("spark-bronze", "marketing-engine-bronze:driver"), ("spark-silver", "marketing-engine-silver:driver"),
+    ("spark-gold", "marketing-engine-gold:driver"), ("spark-score", "marketing-engine-score:driver"),
+    ("ksql-operator", "marketing-engine-ksql-operator"), ("seed", "-seed-"),
+])
+def test_requests_hold_the_measured_steady_state_and_limits_the_peak(process, owner):
+    """Never a request below the measured steady resident memory (+ the stated margin), never a limit
+    below the measured peak: the budget is met honestly or not at all."""
+    row = MEASURED["rows"][process]
+    objects = render((), ("pipeline.enabled=true",))
+    matches = [p for p in pod_specs(objects) if owner in p.owner]
+    assert len(matches) == 1, owner
+    (container,) = [c for c in matches[0].spec["containers"] if c["name"] != "wait-for-topics"]
+    request = memory_mib(container["resources"]["requests"]["memory"])
+    limit = memory_mib(container["resources"]["limits"]["memory"])
+    assert request >= row["steady"] * (1 + MEASURED["margin_share"]), (process, request, row)
+    assert limit > row["peak"], (process, limit, row)
+
+
+def test_the_measured_figures_are_a_real_run():
+    """The committed results come from a run of bench/bench_memory.py (its parameters kept with them)."""
+    assert MEASURED["args"]["heap"] == default_values()["pipeline"]["driver"]["memory"]
+    assert MEASURED["args"]["java_options"] == default_values()["pipeline"]["driver"]["javaOptions"]
+    assert MEASURED["args"]["malloc_arena_max"] == default_values()["pipeline"]["mallocArenaMax"]
+    for name, row in MEASURED["rows"].items():
+        assert 0 < row["steady"] <= row["peak"], name
+
+
 def test_jvms_are_not_starved():
     objects = render((), ("pipeline.enabled=true",))
     # Spark: heaps at or above Spark's floor; the overhead factor is explicit (Python apps default to 0.4).
     for app in by_kind(objects, "SparkApplication"):
         conf = app["spec"]["sparkConf"]
-        for role in ("driver", "executor"):
-            assert spark_memory_mib(app["spec"][role]["memory"]) >= SPARK_MIN_HEAP_MIB
-            assert spark_memory_mib(conf[f"spark.{role}.minMemoryOverhead"]) >= 256
-            assert f"spark.{role}.memoryOverheadFactor" in conf
+        assert spark_memory_mib(app["spec"]["driver"]["memory"]) >= SPARK_MIN_HEAP_MIB
+        assert spark_memory_mib(conf["spark.driver.minMemoryOverhead"]) >= 256
+        assert "spark.driver.memoryOverheadFactor" in conf
     # ksqlDB: heap + ~512 MiB (RocksDB, metaspace, threads) within the limit; the request holds the heap.
     (ksqldb,) = [d for d in by_kind(objects, "Deployment") if d["metadata"]["name"].endswith("-ksqldb")]
     container = ksqldb["spec"]["template"]["spec"]["containers"][0]
@@ -224,7 +294,7 @@ def test_jvms_are_not_starved():
 
 
 def test_the_docs_state_the_budget():
-    """docs/kubernetes.md says the total and, when the 8 GiB aim is missed, by how much; the CPU total and
+    """docs/kubernetes.md says the total and, when the 6 GiB aim is missed, by how much; the CPU total and
     the Docker minimums derived from them."""
     b = budget()
     doc = (REPO / "docs" / "kubernetes.md").read_text()
@@ -243,6 +313,8 @@ def test_the_docs_state_the_budget():
 @pytest.mark.parametrize("job", ["bronze", "silver", "gold", "score"])
 def test_disabling_a_job_shrinks_the_budget(job):
     """The documented lever: each SparkApplication can be switched off (pipeline.jobs.<job>.enabled)."""
-    full = sum(line.memory_mib for line in _budget_for(("pipeline.enabled=true",)))
+    lines = _budget_for(("pipeline.enabled=true",))
+    full = sum(line.memory_mib for line in lines)
     less = sum(line.memory_mib for line in _budget_for(("pipeline.enabled=true", f"pipeline.jobs.{job}.enabled=false")))
-    assert full - less == (512 + 384) + (512 + 256)
+    (driver,) = [line for line in lines if line.pod == f"marketing-engine-{job}:driver"]
+    assert full - less == driver.memory_mib >= _driver_pod_mib(default_values()) - 64

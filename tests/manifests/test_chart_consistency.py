@@ -20,7 +20,8 @@ SETTINGS = {
     "web": ("webapp.settings", "WebSettings", {}),
     "seed": ("seed.settings", "SeedSettings", {}),
     "ksql-operator": ("operators.ksql.settings", "OperatorSettings", {}),
-    "spark": ("spark.settings", "JobSettings", {"PYTHONPATH": "where the image puts our packages"}),
+    "spark": ("spark.settings", "JobSettings", {"PYTHONPATH": "where the image puts our packages",
+                                                "MALLOC_ARENA_MAX": "read by glibc's malloc in the JVM"}),
 }
 # Containers configured by their image's own conventions, not by one of our settings classes.
 NOT_SETTINGS = {
@@ -195,11 +196,12 @@ def test_spark_applications_run_the_baked_image():
                 "onSubmissionFailureRetryInterval"} <= set(policy)
         claim = {v["name"]: v for v in spec["volumes"]}["delta"]["persistentVolumeClaim"]["claimName"]
         assert claim == "marketing-engine-delta"
-        for role in ("driver", "executor"):
-            mounts = {m["name"]: m["mountPath"] for m in spec[role]["volumeMounts"]}
-            assert mounts["delta"] == values["delta"]["mountPath"]
-            env = {e["name"]: e["value"] for e in spec[role]["env"]}
-            assert env["PYTHONPATH"] == "/opt/marketing-engine"
-            assert env["DELTA_ROOT"] == values["delta"]["mountPath"]
-        assert conf["spark.driver.minMemoryOverhead"] and conf["spark.executor.minMemoryOverhead"]
+        # driver-only by default: the job runs in the driver pod, so only the driver section carries pod settings
+        assert spec["driver"]["kubernetesMaster"] == values["pipeline"]["driverOnly"]["master"]
+        mounts = {m["name"]: m["mountPath"] for m in spec["driver"]["volumeMounts"]}
+        assert mounts["delta"] == values["delta"]["mountPath"]
+        env = {e["name"]: e["value"] for e in spec["driver"]["env"]}
+        assert env["PYTHONPATH"] == "/opt/marketing-engine"
+        assert env["DELTA_ROOT"] == values["delta"]["mountPath"]
+        assert conf["spark.driver.minMemoryOverhead"] and "spark.executor.minMemoryOverhead" not in conf
         assert spec["driver"]["serviceAccount"] == "spark-operator-spark"

@@ -186,6 +186,25 @@ def test_network_policies(label, values):
         assert any(_selects(p, pod.labels) and p is not deny[0] for p in policies), pod.owner
 
 
+@pytest.mark.parametrize("driver_only", [True, False])
+def test_spark_pod_to_pod_traffic_is_allowed_only_when_executors_run(driver_only):
+    """Driver-only applications talk to no other Spark pod: no rule lets Spark pods reach each other then;
+    with executors, one policy lets driver and executors of the release talk (RPC, block manager)."""
+    objects = render((), ("pipeline.enabled=true", f"pipeline.driverOnly.enabled={str(driver_only).lower()}"))
+    apps = by_kind(objects, "SparkApplication")
+    assert all(("kubernetesMaster" in a["spec"]["driver"]) == driver_only for a in apps)
+    spark_labels = {"marketing-engine.io/workload": "spark", "app.kubernetes.io/instance": "marketing-engine"}
+    pod_to_pod = [
+        p for p in by_kind(objects, "NetworkPolicy") if _selects(p, spark_labels)
+        and any(not rule.get("ports") and any(f.get("podSelector", {}).get("matchLabels") == spark_labels
+                                              for f in rule.get("from", []))
+                for rule in p["spec"].get("ingress", []))
+    ]
+    assert len(pod_to_pod) == (0 if driver_only else 1), [p["metadata"]["name"] for p in pod_to_pod]
+    roles = {p.owner.rsplit(":", 1)[1] for p in pod_specs(objects) if p.kind == "SparkApplication"}
+    assert roles == ({"driver"} if driver_only else {"driver", "executor"})
+
+
 def test_redis_is_reachable_only_from_the_web_ui():
     objects = render(())
     (policy,) = [p for p in by_kind(objects, "NetworkPolicy") if p["metadata"]["name"].endswith("-redis")]

@@ -312,8 +312,8 @@ def test_a_running_pod_that_is_not_ready_fails_the_run(tmp_path):
 
 
 @pytest.mark.parametrize(("docker_gib", "cpus", "warned"), [
-    (10, 3, "memory"),  # a "10 GiB" VM reports ~9.7 GiB: not enough for the requests
-    (11, 3, None),
+    (7, 3, "memory"),  # a "7 GiB" VM reports ~6.8 GiB: not enough for the 7,506 MiB of requests
+    (8, 3, None),  # the documented minimum (DOCKER_MEMORY_GIB in mk/kind.mk, test_budget_memory)
     (16, 2, "cpu"),
     (16, 4, None),
 ])
@@ -323,7 +323,7 @@ def test_docker_resources_are_compared_with_what_docker_reports(tmp_path, docker
     proc = run_kind_up(env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     warnings = proc.stdout.split("== 2/8")[0]
-    assert ("Give Docker >= 11 GiB" in warnings) == (warned == "memory"), warnings
+    assert ("Give Docker >= 8 GiB" in warnings) == (warned == "memory"), warnings
     assert ("Give Docker >= 3 CPUs" in warnings) == (warned == "cpu"), warnings
 
 
@@ -395,7 +395,9 @@ def test_spark_sql_pod_is_restricted_and_valid(tmp_path):
            "spec": overrides["spec"]}
     kubernetes_validate.validate(pod, KUBE_VERSION, strict=True)
     (container,) = pod["spec"]["containers"]
-    assert container["image"] == "marketing-engine/spark:0.1.0"
+    tag = subprocess.run([str(REPO / "scripts" / "image-tag.sh"), "spark"], cwd=REPO, capture_output=True,
+                         text=True, check=True, timeout=60).stdout.strip()
+    assert container["image"] == f"marketing-engine/spark:{tag}"  # the content tag make images loads
     assert container["args"][-2:] == ["-e", 'SELECT "a", `b` FROM gold_c360']
     assert pod["spec"]["securityContext"]["runAsUser"] == 185
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
