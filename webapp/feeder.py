@@ -59,6 +59,7 @@ from schemas import serde, topics
 from webapp import cache as cache_mod
 from webapp import records as rec
 from webapp.cache import CacheWriter, EpochMismatch, LeaseLost, RedisError
+from webapp.feeder_settings import FeederSettings
 from webapp.settings import WebSettings
 from webapp.status import (
     RESTARTING,
@@ -132,7 +133,7 @@ class _Standby(Exception):
 
 
 class Feeder:
-    def __init__(self, settings: WebSettings, *, consumer_conf: dict[str, Any] | None = None,
+    def __init__(self, settings: FeederSettings | WebSettings, *, consumer_conf: dict[str, Any] | None = None,
                  clock: Callable[[], float] = time.time, instance: str | None = None):
         self.settings = settings
         self._extra_conf = dict(consumer_conf or {})
@@ -500,6 +501,9 @@ class Feeder:
             "logger": kafka_log,
             "socket.connection.setup.timeout.ms": 5000,
             "reconnect.backoff.max.ms": 5000,
+            # librdkafka prefetches up to 64 MB by default; a batch is at most FEEDER_BATCH_MAX records, so
+            # 16 MB keeps the fetch queue full without dominating the pod's memory request.
+            "queued.max.messages.kbytes": 16384,
         }
         conf.update(self._extra_conf)
         return conf
@@ -606,7 +610,7 @@ class StartupError(RuntimeError):
     """A dependency the feeder cannot start without; ``str()`` is the one line the entry point prints."""
 
 
-def check_kafka(settings: WebSettings) -> None:
+def check_kafka(settings: FeederSettings) -> None:
     """The broker answers a metadata request within STARTUP_WAIT_S (it may still be starting)."""
     consumer = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": settings.consumer_group,
                          "socket.connection.setup.timeout.ms": 5000, "logger": kafka_log})
@@ -626,7 +630,7 @@ def check_kafka(settings: WebSettings) -> None:
         consumer.close()
 
 
-def check_registry(settings: WebSettings) -> None:
+def check_registry(settings: FeederSettings) -> None:
     """The Schema Registry answers within STARTUP_WAIT_S (the Avro topics cannot be read without it)."""
     url = settings.schema_registry_url
     if url.startswith("mock://"):
@@ -651,13 +655,13 @@ def main(argv: list[str] | None = None) -> int:
     from webapp.runtime import redis_address, wait_for_redis
 
     try:
-        settings = WebSettings.from_env(os.environ)
+        settings = FeederSettings.from_env(os.environ)
     except ConfigError as exc:
         print(f"webapp.feeder: {exc}", file=sys.stderr)
         return 2
     configure(settings.log_level, settings.log_json)
     try:
-        wait_for_redis(settings)
+        wait_for_redis(settings)  # type: ignore[arg-type] - reads the fields both settings classes have
         check_kafka(settings)
         check_registry(settings)
         server = health_server(feeder := Feeder(settings), settings.bind_host, settings.feeder_health_port)
