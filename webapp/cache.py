@@ -32,9 +32,9 @@ touched customers first (one pipeline); with no other writer, what it read is wh
 the index and counter updates are computed in Python (no Lua). The web UI only reads.
 
 Reads: a table page is 2 round trips whatever its size ((1) ZCARD + ZRANGE of the sort index, (2) one
-pipeline of HMGETs); a search is 2 as well (the prefix index with ZRANGE BYLEX LIMIT, bounded by
-``search_max_matches``, then the matches' fields, ordered here); the insights are 2 (counters and the
-top scores, then the top rows).
+read-only script returning the rows' fields as JSON); a search is 3 (the prefix index with ZRANGE
+BYLEX LIMIT, bounded by ``search_max_matches``; the matches' sort values; the page's rows); the
+insights are 2 (counters and the top scores, then the top rows).
 
 Search trade-off: prefix matching of whole terms only (``love`` finds Lovelace, ``velace`` does not),
 and at most ``search_max_matches`` matches are considered (the page says so when a search hits the
@@ -43,6 +43,7 @@ cap). In exchange every search costs O(log N + cap) in Redis regardless of how m
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
@@ -517,12 +518,32 @@ def history_of(raw: Mapping[str, str]) -> dict[str, list[dict[str, Any]]]:
     return {name: _history(dict(raw), name) for name in model.HISTORY_FIELDS}
 
 
+# Many customers' fields in one read-only command (EVALSHA_RO: Redis refuses any write in it). The rows
+# come back as one JSON string: parsing a reply of 25 x 25 elements in Python cost more than the
+# round trips it saves (bench.bench_webapp); json.loads parses it in C.
+_ROWS = r"""
+local n = tonumber(ARGV[1])
+local fields = {}
+for i = 2, n + 1 do fields[#fields + 1] = ARGV[i] end
+local out = {}
+for i, key in ipairs(KEYS) do
+  local values = redis.call('HMGET', key, unpack(fields))
+  local row = {}
+  for j = 1, n do row[j] = values[j] or cjson.null end
+  out[i] = row
+end
+return cjson.encode(out)
+"""
+_ROWS_SHA = hashlib.sha1(_ROWS.encode()).hexdigest()  # noqa: S324 - Redis names scripts by their SHA-1
+
+
 class CacheReader:
     """Read-only access (the web UI never writes Redis)."""
 
     def __init__(self, client: redis.Redis, *, search_max_matches: int = 1000):
         self.redis = client
         self.search_max_matches = search_max_matches
+        self._rows_sha = _ROWS_SHA
 
     def version(self) -> int:
         return int(self.redis.hget(META, "version") or 0)
@@ -555,7 +576,7 @@ class CacheReader:
         else:
             matched, truncated = self._search(query)
             total = len(matched)
-            rows = self._ordered(self._rows(matched), column, direction)[start:start + per_page]
+            rows = self._rows(self._ordered(matched, column, direction)[start:start + per_page])
         return Page(rows, int(total), page, per_page, sort, direction, query, truncated)
 
     def _search(self, query: str) -> tuple[list[str], bool]:
@@ -571,30 +592,42 @@ class CacheReader:
         truncated = len(ids) > cap or len(members) >= cap * 4
         return list(ids)[:cap], truncated
 
-    @staticmethod
-    def _ordered(rows: list[dict[str, Any]], column: Column, direction: str) -> list[dict[str, Any]]:
-        """Search matches in exactly the order the sort index gives (missing values lowest, then id)."""
+    def _ordered(self, ids: list[str], column: Column, direction: str) -> list[str]:
+        """Search matches in exactly the order the sort index gives (missing values lowest, then id), from
+        their sort values only (one round trip: the index's scores, or the one or two fields a text
+        column sorts by)."""
         desc = direction == "desc"
-        if column.key == "customer_id":
-            return sorted(rows, key=lambda r: r["customer_id"].encode(), reverse=desc)
+        if not ids or column.key == "customer_id":
+            return sorted(ids, key=lambda i: i.encode(), reverse=desc)
+        if column.sort == "num":
+            scores = self.redis.zmscore(index_key(column), ids)
+            pairs = [(-math.inf if s is None else float(s), i.encode()) for s, i in zip(scores, ids, strict=True)]
+            return [i.decode() for _, i in sorted(pairs, reverse=desc)]
+        fields = ("first_name", "last_name") if column.key == "name" else (column.key,)
+        values = self._fields(ids, fields)
+        keyed = []
+        for customer_id, row in zip(ids, values, strict=True):
+            value = model.sort_value(column, model.typed(dict(zip(fields, row, strict=True))))
+            keyed.append((f"{value or ''}{SEP}{customer_id}".encode(), customer_id))
+        return [i for _, i in sorted(keyed, reverse=desc)]
 
-        def key(row: dict[str, Any]) -> tuple[Any, ...]:
-            value = model.sort_value(column, row)
-            if column.sort == "num":
-                return (-math.inf if value is None else value, row["customer_id"].encode())
-            return (f"{value or ''}{SEP}{row['customer_id']}".encode(),)
-
-        return sorted(rows, key=key, reverse=desc)
-
-    def _rows(self, ids: Sequence[str]) -> list[dict[str, Any]]:
-        """The customer views of ``ids``: one pipeline (one round trip) whatever their number."""
+    def _fields(self, ids: Sequence[str], fields: Sequence[str]) -> list[list[str | None]]:
+        """``fields`` of every customer in ``ids``: one read-only script call (one round trip)."""
         if not ids:
             return []
-        pipe = self.redis.pipeline(transaction=False)
-        for customer_id in ids:
-            pipe.hmget(customer_key(customer_id), model.READ_FIELDS)
+        keys = [customer_key(i) for i in ids]
+        args = [len(fields), *fields]
+        try:
+            raw = self.redis.evalsha_ro(self._rows_sha, len(keys), *keys, *args)
+        except redis.exceptions.NoScriptError:  # a restarted Redis forgot it
+            self._rows_sha = self.redis.script_load(_ROWS)
+            raw = self.redis.evalsha_ro(self._rows_sha, len(keys), *keys, *args)
+        return json.loads(raw)
+
+    def _rows(self, ids: Sequence[str]) -> list[dict[str, Any]]:
+        """The customer views of ``ids``: one round trip whatever their number."""
         rows = []
-        for customer_id, values in zip(ids, pipe.execute(), strict=True):
+        for customer_id, values in zip(ids, self._fields(ids, model.READ_FIELDS), strict=True):
             raw = dict(zip(model.READ_FIELDS, values, strict=True))
             if any(v is not None for v in values):  # else removed between the index read and this one
                 rows.append(model.customer_view(customer_id, raw))

@@ -220,7 +220,7 @@ def test_a_page_costs_the_same_two_round_trips_whatever_its_size(writer, reader,
         for sort in ("lifetime_value", "name"):
             calls[0] = 0
             reader.page(sort, "asc", 1, per_page, "cust-")
-            assert calls[0] == 2, (sort, per_page, calls[0])  # prefix read, then the matches' rows
+            assert calls[0] == 3, (sort, per_page, calls[0])  # prefix read, the matches' sort values, the rows
     calls[0] = 0
     reader.insights()
     assert calls[0] == 2  # counters + top ids + status, then the top rows

@@ -132,3 +132,19 @@ def test_gunicorn_conf_serves_the_app_and_starts_no_consumer(monkeypatch):
     assert callable(conf.post_worker_init) and callable(conf.worker_exit)
     source = Path(conf.__file__).read_text()
     assert "feeder" not in source.split('"""', 2)[2], "the workers only read Redis: the feeder is its own process"
+
+
+def test_the_feeder_reads_its_own_subset_declared_once_in_websettings():
+    from webapp import feeder_settings
+    from webapp.feeder_settings import FeederSettings
+
+    names = feeder_settings.env_names()
+    assert set(names) < set(web_settings.env_names())
+    assert "SECRET_KEY" not in names and "PORT" not in names  # the feeder serves no pages
+    environ = {"REDIS_URL": "redis://r:6379/2", "FEEDER_BATCH_MAX": "50", "CACHE_RESET_ON_START": "true"}
+    feeder, web = FeederSettings.from_env(environ), WebSettings.from_env(environ)
+    for field in dataclasses.fields(FeederSettings):
+        assert getattr(feeder, field.name) == getattr(web, field.name), field.name
+    with pytest.raises(ConfigError, match="FEEDER_BATCH_MAX='0' is invalid"):
+        FeederSettings.from_env({"FEEDER_BATCH_MAX": "0"})
+    assert "hunter2" not in repr(FeederSettings.from_env({"REDIS_PASSWORD": "hunter2"}))
