@@ -87,6 +87,7 @@ wait_for "redis" "$TIMEOUT" deploy_ready "$NAMESPACE" "$RELEASE-redis" || failed
 wait_for "ksqldb" "$TIMEOUT" deploy_ready "$NAMESPACE" "$RELEASE-ksqldb" || failed=1
 wait_for "ksql-operator" "$TIMEOUT" deploy_ready "$NAMESPACE" "$RELEASE-ksql-operator" || failed=1
 wait_for "web" "$TIMEOUT" deploy_ready "$NAMESPACE" "$RELEASE-web" || failed=1
+wait_for "web-feeder" "$TIMEOUT" deploy_ready "$NAMESPACE" "$RELEASE-web-feeder" || failed=1
 
 say "== 8/8 Spark pipeline (spark/k8s/ with the Spark image's tag) and seed"
 make --no-print-directory pipeline SPARK_IMAGE_TAG="$SPARK_IMAGE_TAG" >/dev/null

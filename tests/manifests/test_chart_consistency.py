@@ -18,6 +18,7 @@ CASE_IDS = [c[0] for c in RENDER_CASES]
 # component label -> (module, settings class, env vars set for the runtime rather than the settings object)
 SETTINGS = {
     "web": ("webapp.settings", "WebSettings", {}),
+    "web-feeder": ("webapp.feeder_settings", "FeederSettings", {}),
     "seed": ("seed.settings", "SeedSettings", {}),
     "ksql-operator": ("operators.ksql.settings", "OperatorSettings", {}),
     "spark": ("spark.settings", "JobSettings", {"PYTHONPATH": "where the image puts our packages",
