@@ -1,8 +1,9 @@
 """Entry-point plumbing shared by the jobs: settings, checks, session, trigger, graceful shutdown.
 
-Every way an entry point ends is one line on stderr, never a traceback: a bad setting or an unusable
-dependency (exit 2, before Spark starts where it can be checked without it), a failed query (exit 1),
-SIGTERM or Ctrl-C (exit 0, see :class:`Stop`).
+How an entry point ends, in one line of its own on stderr, never a Python traceback: a bad setting or
+an unusable dependency (exit 2; checked before Spark starts wherever that is possible, see
+spark/preflight.py), a failed query (exit 1; Spark's own log keeps the failure's detail), SIGTERM or
+Ctrl-C (exit 0, see :class:`Stop` and :class:`BatchGate`).
 """
 
 from __future__ import annotations
@@ -179,7 +180,8 @@ def stop_between_batches(queries: list[StreamingQuery], gate: BatchGate = each_b
     stoppers = [threading.Thread(target=q.stop, name=f"stop-{q.name}", daemon=True) for q in queries]
     for stopper in stoppers:
         stopper.start()
-    while any(q.isActive for q in queries):
+    marked = time.monotonic() + 30  # stop() marks a query stopped first thing; this is only a backstop
+    while any(q.isActive for q in queries) and time.monotonic() < marked:
         time.sleep(0.01)
     gate.release()
     for stopper in stoppers:

@@ -154,3 +154,62 @@ def test_sigterm_mid_batch_exits_cleanly_and_a_restart_loses_and_duplicates_noth
     print(f"published {len(published)} orders; bronze holds {len(ids)} rows, {len(set(ids))} distinct")
     assert len(published) > 0 and len(set(published)) == len(published)
     assert sorted(ids) == sorted(published), "every published order exactly once"
+
+
+def test_sigterm_between_triggers_exits_cleanly(tmp_path, kafka_broker, schema_registry, delta_root):
+    """The common case in the cluster (10 s trigger, shorter batches): the query sleeps until its next
+    trigger when the signal comes; the stop interrupts the sleep and nothing else."""
+    settings = pipeline.job_settings(kafka_broker.bootstrap, schema_registry.url, str(delta_root), pipeline.new_prefix())
+    pipeline.create_topics(kafka_broker, settings)
+    pipeline.produce(kafka_broker, settings, [(ORD, f"o{i}", order(f"o{i}", "c1", T0 + i, 1.0)) for i in range(20)])
+    checkpoint = settings.checkpoint("bronze", "sources")
+    log = tmp_path / "bronze.log"
+    job = _start(settings, log, TRIGGER_INTERVAL="20 seconds")
+    try:
+        _wait(job, log, lambda: 0 in _batches(checkpoint, "commits"), 300, "done with the first batch")
+        time.sleep(1.0)  # well inside the 20 s until the next trigger
+        job.send_signal(signal.SIGTERM)
+        code = job.wait(60)
+    finally:
+        if job.poll() is None:
+            job.kill()
+            job.wait(30)
+    stderr = log.read_text()
+    assert code == 0, _summary(stderr)
+    assert not [word for word in NOISE if word in stderr], _summary(stderr)
+    assert "stopped on SIGTERM" in stderr
+    assert _batches(checkpoint, "offsets") == _batches(checkpoint, "commits") == {0}
+
+
+def _children(pid: int) -> set[int]:
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with open(task / "children") as f:
+            found |= {int(c) for c in f.read().split()}
+    return found
+
+
+def test_sigterm_while_a_job_waits_for_its_upstream_table_exits_at_once_with_its_jvm(tmp_path, delta_root):
+    """silver waiting for bronze's tables (jobs start in any order in the cluster) is stopped too: no
+    query runs yet, so the process ends at once, taking the JVM with it."""
+    log = tmp_path / "silver.log"
+    with open(log, "wb") as err:
+        job = subprocess.Popen([sys.executable, "-m", "spark.jobs.silver"], cwd=REPO, stdout=subprocess.DEVNULL,
+                               stderr=err, env={**os.environ, "DELTA_ROOT": str(delta_root),
+                                                "SPARK_JARS_DIR": str(SPARK_JARS), "SPARK_MASTER": "local[1]"})
+    try:
+        _wait(job, log, lambda: "waiting for upstream table" in log.read_text(), 300, "waiting for bronze")
+        jvms = _children(job.pid)
+        assert jvms, "the JVM is a child of the job"
+        job.send_signal(signal.SIGTERM)
+        assert job.wait(30) == 0
+    finally:
+        if job.poll() is None:
+            job.kill()
+    stderr = log.read_text()
+    assert "silver: SIGTERM during start-up; exiting before any query ran" in stderr
+    assert not [word for word in NOISE if word in stderr], _summary(stderr)
+    deadline = time.monotonic() + 30
+    while any(Path(f"/proc/{pid}").exists() for pid in jvms) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(Path(f"/proc/{pid}").exists() for pid in jvms), "the JVM outlived the job"
