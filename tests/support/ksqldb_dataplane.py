@@ -54,7 +54,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from schemas import topics
 from schemas.partitioning import partition_for_key
-from tests.support.ksqldb_double import DataSource, KsqlDbDouble, Tok, lex
+from tests.support.ksqldb_double import DataSource, KsqlDbDouble, Tok, lex, top_split
 
 
 class UnsupportedStatement(Exception):
@@ -126,21 +126,6 @@ def _eval(node: Node, row: dict[str | None, dict[str, Any] | None], where: str) 
     return len(value) if name == "ARRAY_LENGTH" else _millis(value)
 
 
-def _split_top(toks: list[Tok]) -> list[list[Tok]]:
-    parts: list[list[Tok]] = [[]]
-    depth = 0
-    for t in toks:
-        if t.kind == "sym" and t.text in "([<":
-            depth += 1
-        elif t.kind == "sym" and t.text in ")]>":
-            depth -= 1
-        if t.kind == "sym" and t.text == "," and depth == 0:
-            parts.append([])
-        else:
-            parts[-1].append(t)
-    return [p for p in parts if p]
-
-
 @dataclass
 class Item:
     node: Node
@@ -149,7 +134,7 @@ class Item:
 
 def _items(toks: list[Tok], where: str) -> list[Item]:
     out = []
-    for part in _split_top(toks):
+    for part in top_split(toks):
         if len(part) >= 3 and part[-2].up == "AS":
             out.append(Item(_parse_expr(part[:-2], where), part[-1].name))
         else:

@@ -155,13 +155,13 @@ def _close(toks: list[Tok], i: int) -> int:
     raise KsqlStatementError("line 1:1: mismatched input: missing ')'")
 
 
-def _top_split(toks: list[Tok]) -> list[list[Tok]]:
+def top_split(toks: list[Tok]) -> list[list[Tok]]:
     parts: list[list[Tok]] = [[]]
     depth = 0
     for t in toks:
-        if t.kind == "sym" and t.text in "(<":
+        if t.kind == "sym" and t.text in "([<":
             depth += 1
-        elif t.kind == "sym" and t.text in ")>":
+        elif t.kind == "sym" and t.text in ")]>":
             depth -= 1
         if t.kind == "sym" and t.text == "," and depth == 0:
             parts.append([])
@@ -214,7 +214,7 @@ def parse_create(toks: list[Tok]) -> Create:
     keys: list[str] = []
     if i < len(toks) and toks[i].text == "(":
         j = _close(toks, i)
-        for part in _top_split(toks[i + 1:j]):
+        for part in top_split(toks[i + 1:j]):
             col = part[0].name
             ups = [t.up for t in part]
             if ups[-1] == "KEY":
@@ -225,7 +225,7 @@ def parse_create(toks: list[Tok]) -> Create:
     props: dict[str, str] = {}
     if i < len(toks) and toks[i].up == "WITH":
         j = _close(toks, i + 1)
-        for part in _top_split(toks[i + 2:j]):
+        for part in top_split(toks[i + 2:j]):
             if len(part) != 3 or part[1].text != "=":
                 raise KsqlStatementError("line 1:1: mismatched input in WITH clause")
             props[part[0].text.upper()] = part[2].string if part[2].kind == "str" else part[2].text
@@ -263,7 +263,7 @@ def parse_create(toks: list[Tok]) -> Create:
             end = next((k for k in range(w + 1, len(ups)) if ups[k] in _CLAUSE_END), len(ups))
             where_columns = _column_refs(body[w + 1:end])
         columns = []
-        for item in _top_split(select_list):
+        for item in top_split(select_list):
             if len(item) >= 2 and item[-2].up == "AS":
                 columns.append(item[-1].name)
             else:
