@@ -11,8 +11,11 @@ every --interval seconds; peak = the largest such sum, also compared with the su
     the seeded backlog (score trains its model first), while a second seed keeps producing at --rate
     events/s; steady = the median of the last --steady seconds, once the score topic holds every seeded
     customer (or --catchup-timeout passed);
-  * web: gunicorn with the chart's worker/thread counts, its cache consumer on the broker, 1,000
-    customers in a real redis-server, pages and API requests in a loop;
+  * web-feeder: `python -m webapp.feeder` consuming the default seed's backlog of its five topics
+    (FeedBacklog: 1,000 customers x 90 days, from the seed's simulation) into a real redis-server, then
+    --rate records/s more; web: gunicorn with the chart's worker/thread counts (values.yaml web:) serving
+    pages and the API from that Redis to four looping clients for --web-seconds, after the feeder caught
+    up; steady for both = the median of that window;
   * ksql-operator: `kopf run` against a real kube-apiserver (tests/cluster) with the chart's KSQL
     ConfigMap, ksqlDB = the TEST DOUBLE, drift checks every 10 s.
 
@@ -297,63 +300,218 @@ def run_spark(env: Env, sampler: Sampler, args: argparse.Namespace) -> tuple[lis
     return out, figures
 
 
-def _populate_cache(redis_url: str, customers: int) -> None:
-    from bench.bench_webapp import populate
-    from webapp import create_app
-    from webapp.settings import WebSettings
+class FeedBacklog:
+    """What the feeder's five topics hold after the default seed (1,000 customers x 90 days), built from the
+    seed's own simulation: activation statuses as the seed publishes them (Avro); per order an enriched
+    order (JSON, as ksql/030-orders.sql writes it); per profile, order or activation change an update of
+    the consolidated row (JSON, every field of its contract: ksqlDB emits one per change, no record
+    cache); per order or activation a propensity score (Avro: the score job rescores a customer whose
+    gold row changed) and a segment record when the rule's segment changes (Avro). A model of what
+    ksqlDB and the score job emit, not their output."""
 
-    settings = WebSettings.from_env({"REDIS_URL": redis_url, "SECRET_KEY": "bench-" + "x" * 26,
-                                     "CACHE_CONSUMER_ENABLED": "false", "LOG_LEVEL": "WARNING"})
-    app = create_app(settings)
-    runtime = app.extensions["marketing_engine"]
-    try:
-        populate(runtime.cache, customers)
-    finally:
-        runtime.close()
+    def __init__(self, customers: int, days: int, seed: int, start_ms: int | None = None) -> None:
+        from seed.simulator import SimConfig, Simulator
+
+        cfg = SimConfig(customers=customers, days=days, seed=seed,
+                        **({"start_ms": start_ms} if start_ms is not None else {}))
+        self.events = Simulator(cfg).events()
+        self.state: dict[str, dict] = {}
+        self.segments: dict[str, str] = {}
+
+    def _segment(self, row: dict) -> str:
+        if row["order_count"] == 0:
+            return "new_prospect"
+        if row["lifetime_value"] > 500:
+            return "vip_evangelist" if row["lifecycle_stage"] == "evangelist" else "loyal"
+        return "nurture"
+
+    def records(self) -> Iterator[tuple[str, str, dict]]:
+        """(topic name, customer_id, value) in event order."""
+        from schemas import topics
+        from tests.engines.test_webapp_helpers import consolidated, enriched_order, score, segment
+
+        for event in self.events:
+            cid, rec = event.key, event.record
+            row = self.state.get(cid)
+            if event.topic is topics.CUSTOMER_PROFILE:
+                fields = {k: rec.get(k) for k in ("first_name", "last_name", "email", "phone", "lifecycle_stage",
+                                                  "is_active", "created_at")}
+                fields["profile_updated_at"] = rec.get("updated_at")
+                row = {**(row or consolidated(cid)), **fields}
+            elif row is None:
+                row = consolidated(cid)  # an order or activation before the profile (late profile)
+            rescored = False
+            if event.topic is topics.ORDER_PLACED:
+                row["order_count"] += 1
+                row["lifetime_value"] = round(row["lifetime_value"] + rec["order_total"], 2)
+                row["last_order_at"] = rec["placed_at"]
+                yield topics.ORDER_ENRICHED.name, cid, enriched_order(
+                    cid, rec["order_id"], rec["order_total"], rec["placed_at"], channel=rec["channel"],
+                    item_count=len(rec["items"]), first_name=row["first_name"], last_name=row["last_name"],
+                    email=row["email"], lifecycle_stage=row["lifecycle_stage"])
+                rescored = True
+            elif event.topic is topics.ACTIVATION_STATUS:
+                status = rec["status"]
+                if status == "delivered":
+                    row["activations_delivered"] += 1
+                    row["last_engagement_at"] = rec["delivered_at"]
+                else:
+                    row["activations_failed"] += 1
+                    row["activations_bounced"] += status == "bounced"
+                yield topics.ACTIVATION_STATUS.name, cid, rec
+                rescored = True
+            self.state[cid] = row
+            yield topics.CUSTOMER_CONSOLIDATED.name, cid, dict(row)
+            if rescored:
+                value = min(1.0, 0.05 + 0.08 * row["order_count"] + 0.02 * row["activations_delivered"])
+                yield topics.PROPENSITY_SCORE.name, cid, score(cid, round(value, 4), int(time.time() * 1000),
+                                                               model_version="bench")
+            seg = self._segment(row)
+            if self.segments.get(cid) != seg:
+                self.segments[cid] = seg
+                yield topics.SEGMENT_MATERIALIZED.name, cid, {**segment(cid, seg),
+                                                              "lifecycle_stage": row["lifecycle_stage"],
+                                                              "lifetime_value": row["lifetime_value"],
+                                                              "order_count": row["order_count"]}
 
 
-def run_web(env: Env, sampler: Sampler, args: argparse.Namespace) -> Series:
+class FeedProducer:
+    """Produces FeedBacklog records to the broker (JSON as ksqlDB writes it, Avro in Confluent framing)."""
+
+    def __init__(self, env: Env) -> None:
+        from confluent_kafka import Producer
+
+        from schemas import serde, topics
+        from schemas.partitioning import LIBRDKAFKA_PARTITIONER
+
+        self.producer = Producer({"bootstrap.servers": env.broker.bootstrap, "linger.ms": 20,
+                                  "partitioner": LIBRDKAFKA_PARTITIONER})
+        registry = serde.registry_client(env.registry.url)
+        self.codecs = {t.name: serde.TopicSerde(registry, t) for t in (
+            topics.PROPENSITY_SCORE, topics.SEGMENT_MATERIALIZED, topics.ACTIVATION_STATUS)}
+        self.sent = 0
+
+    def send(self, topic: str, key: str, value: dict) -> None:
+        codec = self.codecs.get(topic)
+        data = codec.serialize(value) if codec else json.dumps(value).encode()
+        while True:
+            try:
+                self.producer.produce(topic, key=key, value=data)
+                break
+            except BufferError:
+                self.producer.poll(0.1)
+        self.producer.poll(0)
+        self.sent += 1
+
+    def flush(self) -> None:
+        if self.producer.flush(60) != 0:
+            raise RuntimeError("feed records not delivered within 60 s")
+
+
+def _get_json(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=5) as r:
+        return json.loads(r.read())
+
+
+def run_web(env: Env, sampler: Sampler, args: argparse.Namespace) -> list[Series]:
+    """The feeder (python -m webapp.feeder) consuming the default seed's backlog of its five topics into a
+    real redis-server, then, while more records stream in, gunicorn (the chart's workers and threads)
+    serving pages and the API from that Redis to four looping clients. Both sampled the whole time;
+    steady = the median of the shared window after the feeder caught up."""
     from tests.support.procs import free_port
     from tests.support.redis_server import start_redis
 
+    values = yaml_values()["web"]
     redis_server = start_redis(env.root / "redis")
+    feed = FeedProducer(env)
     try:
-        _populate_cache(redis_server.url, 1000)
+        backlog = FeedBacklog(1000, 90, 42)
+        t0 = time.monotonic()
+        for record in backlog.records():
+            feed.send(*record)
+        feed.flush()
+        print(f"  feeder backlog: {feed.sent} records (1,000 customers x 90 days) produced in "
+              f"{time.monotonic() - t0:.0f} s", flush=True)
+        common = {"REDIS_URL": redis_server.url, "KAFKA_BOOTSTRAP_SERVERS": env.broker.bootstrap,
+                  "SCHEMA_REGISTRY_URL": env.registry.url, "LOG_LEVEL": "INFO", "LOG_JSON": "true",
+                  "BIND_HOST": "127.0.0.1"}
+        health = free_port()
+        feeder = _spawn("web-feeder", [PY, "-m", "webapp.feeder"], {
+            **common, "FEEDER_HEALTH_PORT": str(health), "FEEDER_BATCH_MAX": str(values["feeder"]["batchMax"]),
+            "HISTORY_MAX": str(values["feeder"]["historyMax"])}, env.root)
+        fseries = sampler.watch("web-feeder", feeder.proc.pid)
+        started = time.monotonic()
+        backlog_total = feed.sent
+
+        def caught_up() -> bool:
+            status = _get_json(f"http://127.0.0.1:{health}/status")
+            seen = sum(t["records"] + sum(t["mismatches"].values()) for t in status["topics"].values())
+            return status.get("lag") == 0 and seen >= backlog_total
+
+        feeder.wait_until(caught_up, args.catchup_timeout, "the feeder caught up with the backlog")
+        catchup = time.monotonic() - started
+        print(f"  feeder: backlog in Redis after {catchup:.0f} s", flush=True)
         port = free_port()
-        proc = _spawn("web", [str(BIN / "gunicorn"), "-c", "python:webapp.gunicorn_conf"], {
-            "APP_ENV": "production", "SECRET_KEY": "bench-" + "y" * 40, "BIND_HOST": "127.0.0.1",
-            "PORT": str(port), "WEB_WORKERS": str(args.web_workers), "WEB_THREADS": "4", "READY_MAX_LAG": "0",
-            "REDIS_URL": redis_server.url, "PUBLISH_TRANSPORT": "rest", "REST_PROXY_URL": env.proxy.url,
-            "KAFKA_BOOTSTRAP_SERVERS": env.broker.bootstrap, "SCHEMA_REGISTRY_URL": env.registry.url,
-            "LOG_LEVEL": "INFO", "LOG_JSON": "true"}, env.root)
+        web = _spawn("web", [str(BIN / "gunicorn"), "-c", "python:webapp.gunicorn_conf"], {
+            **common, "APP_ENV": "production", "SECRET_KEY": "bench-" + "y" * 40, "PORT": str(port),
+            "WEB_WORKERS": str(values["workers"]), "WEB_THREADS": str(values["threads"]),
+            "READY_MAX_LAG": str(values["readyMaxLag"]), "PUBLISH_TRANSPORT": "rest",
+            "REST_PROXY_URL": env.proxy.url}, env.root)
         base = f"http://127.0.0.1:{port}"
-        proc.wait_until(lambda: urllib.request.urlopen(base + "/healthz", timeout=2).status == 200, 60, "serving")
-        series = sampler.watch("web", proc.proc.pid)
+        web.wait_until(lambda: urllib.request.urlopen(base + "/healthz", timeout=2).status == 200, 60, "serving")
+        wseries = sampler.watch("web", web.proc.pid)
+        ids = list(backlog.state)[:50]
         paths = ["/", "/?per_page=200", "/api/customers", "/api/customers?per_page=200",
-                 "/api/customers?q=ada", "/?q=ada&sort=lifetime_value", "/api/status", "/readyz"]
-        requests_done = 0
+                 "/api/customers?q=ada", "/?q=ada&sort=lifetime_value", "/insights", "/api/status", "/readyz",
+                 *[f"/customers/{c}" for c in ids[:5]], *[f"/api/customers/{c}/history" for c in ids[5:10]]]
+        requests_done, failures = 0, 0
         stop = time.monotonic() + args.web_seconds
+        window_from = sampler.now()
 
         def client() -> None:
-            nonlocal requests_done
+            nonlocal requests_done, failures
             while time.monotonic() < stop:
                 for path in paths:
-                    with contextlib.suppress(Exception):
+                    try:
                         urllib.request.urlopen(base + path, timeout=10).read()
                         requests_done += 1
+                    except Exception:
+                        failures += 1
 
-        threads = [threading.Thread(target=client) for _ in range(4)]
+        # steady streaming into the feeder meanwhile: the next days of the same population's changes
+        def trickle() -> None:
+            more = FeedBacklog(300, 30, 7, start_ms=1_775_001_600_000).records()  # 2026-04-01
+            while time.monotonic() < stop:
+                for _ in range(max(1, int(args.rate))):
+                    feed.send(*next(more))
+                feed.producer.flush(5)
+                time.sleep(1)
+
+        threads = [threading.Thread(target=client) for _ in range(4)] + [threading.Thread(target=trickle)]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
-        series.steady_from = sampler.now() - args.web_seconds / 2
-        proc.stop()
-        sampler.forget("web")
-        print(f"  web: {requests_done} requests in {args.web_seconds:.0f} s, {series.processes} processes", flush=True)
-        return series
+        status = _get_json(f"http://127.0.0.1:{health}/status")
+        for proc, name in ((web, "web"), (feeder, "web-feeder")):
+            proc.stop()
+            sampler.forget(name)
+        fseries.steady_from = wseries.steady_from = window_from
+        paths_failed = f", {failures} failed" if failures else ""
+        print(f"  web: {requests_done} requests in {args.web_seconds:.0f} s{paths_failed}, "
+              f"{wseries.processes} processes ({values['workers']} worker(s) x {values['threads']} threads); "
+              f"feeder: {feed.sent - backlog_total} more records streamed, lag {status.get('lag')} at the end, "
+              f"mismatches {({n: t['mismatches'] for n, t in status['topics'].items() if t['mismatches']})}",
+              flush=True)
+        return [wseries, fseries]
     finally:
         redis_server.stop()
+
+
+def yaml_values() -> dict:
+    import yaml
+
+    return yaml.safe_load((REPO / "charts" / "marketing-engine" / "values.yaml").read_text())
 
 
 def run_operator(env: Env, sampler: Sampler, args: argparse.Namespace) -> Series:
@@ -436,8 +594,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=20.0, help="events/s of the steady producer")
     parser.add_argument("--catchup-timeout", type=float, default=480.0)
     parser.add_argument("--steady", type=float, default=150.0)
-    parser.add_argument("--web-seconds", type=float, default=90.0)
-    parser.add_argument("--web-workers", type=int, default=1)
+    parser.add_argument("--web-seconds", type=float, default=60.0)
     parser.add_argument("--operator-seconds", type=float, default=60.0)
     parser.add_argument("--json", default="")
     args = parser.parse_args(argv)
@@ -458,7 +615,7 @@ def main(argv: list[str] | None = None) -> int:
                 figures.update(more)
             steps.append(("spark", spark))
         if "web" in parts:
-            steps.append(("web", lambda: rows.append(run_web(env, sampler, args))))
+            steps.append(("web", lambda: rows.extend(run_web(env, sampler, args))))
         if "operator" in parts:
             steps.append(("operator", lambda: rows.append(run_operator(env, sampler, args))))
         for name, step in steps:

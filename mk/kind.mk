@@ -23,7 +23,7 @@ SPARK_OPERATOR_CHART_VERSION := 2.5.2
 KAFKA_UI_CHART_VERSION       := 1.5.2
 # Requests of the default stack with kind's own pods, and the Docker memory they need
 # (tests/manifests/test_budget_memory.py computes and prints them; kind-up warns when Docker has less).
-MEMORY_REQUEST_MIB ?= 7506
+MEMORY_REQUEST_MIB ?= 7570
 CPU_REQUEST_M      ?= 2510
 DOCKER_MEMORY_GIB  ?= 8
 

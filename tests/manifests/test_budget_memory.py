@@ -39,11 +39,12 @@ from tests.manifests.test_overrides_redpanda import broker
 TARGET_MIB = 6 * 1024
 # The lowest total the measured figures allow (docs/kubernetes.md#memory-budget says what holds it up);
 # <= TARGET_MIB once the budget is met.
-# 7,506 MiB: the four driver-only Spark JVMs alone need 3,968 MiB at their measured steady state + 10 %
+# 7,570 MiB: the four driver-only Spark JVMs alone need 3,968 MiB at their measured steady state + 10 %
 # (bronze 851, silver 897, gold 853, score 981 MiB resident with a 480m heap and the small-footprint
 # flags); with ksqlDB and Redpanda at 1 GiB each, Kafka UI 384 MiB and kind's 290 MiB there is no honest
 # way to 6,144 MiB. What would: fewer JVMs (the four queries in one or two driver-only applications).
-LOWEST_HONEST_MIB = 7506
+# (The web UI and its feeder, measured apart since they are two pods: 124 + 87 MiB steady -> 144 + 112 MiB.)
+LOWEST_HONEST_MIB = 7570
 # The documented minimum Docker has 3 CPUs: every request of the node must fit in them.
 CPU_BUDGET_M = 3000
 # kind v0.32.0's own pods on the node, with their requests (cpu millicores, memory MiB): kubeadm's
@@ -245,14 +246,15 @@ def _container_resources(objects: tuple, owner_suffix: str) -> dict:
 @pytest.mark.parametrize("process,owner", [
     ("spark-bronze", "marketing-engine-bronze:driver"), ("spark-silver", "marketing-engine-silver:driver"),
     ("spark-gold", "marketing-engine-gold:driver"), ("spark-score", "marketing-engine-score:driver"),
-    ("ksql-operator", "marketing-engine-ksql-operator"), ("seed", "-seed-"),
+    ("ksql-operator", "marketing-engine-ksql-operator"), ("seed", "marketing-engine-seed-[0-9a-f]+"),
+    ("web", "marketing-engine-web"), ("web-feeder", "marketing-engine-web-feeder"),
 ])
 def test_requests_hold_the_measured_steady_state_and_limits_the_peak(process, owner):
     """Never a request below the measured steady resident memory (+ the stated margin), never a limit
     below the measured peak: the budget is met honestly or not at all."""
     row = MEASURED["rows"][process]
     objects = render((), ("pipeline.enabled=true",))
-    matches = [p for p in pod_specs(objects) if owner in p.owner]
+    matches = [p for p in pod_specs(objects) if re.fullmatch(owner, p.owner.split("/", 1)[1])]
     assert len(matches) == 1, owner
     (container,) = [c for c in matches[0].spec["containers"] if c["name"] != "wait-for-topics"]
     request = memory_mib(container["resources"]["requests"]["memory"])
