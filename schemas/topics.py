@@ -20,7 +20,7 @@ JSON_DIR = Path(__file__).resolve().parent / "json"
 class Topic:
     name: str
     value_format: str  # "avro" (Confluent framing) | "json" | "bytes"
-    key_format: str  # "string" (UTF-8 customer_id) | "bytes"
+    key_format: str  # "string" (UTF-8: the customer_id; the query name for PIPELINE_STATUS) | "bytes"
     producers: tuple[str, ...]
     schema_file: str | None = None  # Avro contract under schemas/avro/, for value_format == "avro"
     partitions: int = 3
@@ -61,6 +61,13 @@ PROPENSITY_SCORE = Topic(
 )
 # Undecodable source records: original key and value bytes, the reason in headers.
 DEAD_LETTER = Topic("dom.pipeline.deadletter.v1", "bytes", "bytes", ("spark-bronze",))
+# Per committed micro-batch of every Spark streaming query (spark/status.py), keyed by the query name
+# (not a customer id), one partition: compacted, it keeps each query's newest batch (the web UI's
+# feeder reads it for the pipeline-health panel; no UI reads Delta).
+PIPELINE_STATUS = Topic(
+    "dom.pipeline.batch.status.v1", "avro", "string",
+    ("spark-bronze", "spark-silver", "spark-gold", "spark-score"), "pipeline_batch_status.avsc", partitions=1,
+)
 
 ALL_TOPICS: tuple[Topic, ...] = (
     CUSTOMER_PROFILE,
@@ -71,6 +78,7 @@ ALL_TOPICS: tuple[Topic, ...] = (
     SEGMENT_MATERIALIZED,
     PROPENSITY_SCORE,
     DEAD_LETTER,
+    PIPELINE_STATUS,
 )
 # The raw event topics the seed and the web UI publish and Spark bronze ingests.
 SOURCE_TOPICS: tuple[Topic, ...] = (CUSTOMER_PROFILE, ORDER_PLACED, ACTIVATION_STATUS)

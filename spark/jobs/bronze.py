@@ -14,7 +14,7 @@ from pyspark.sql.streaming import StreamingQuery
 
 from schemas import topics
 from schemas.serde import registry_client
-from spark import preflight, tables
+from spark import preflight, status, tables
 from spark.entities import ENTITIES
 from spark.registry import WriterSchemas
 from spark.runtime import each_batch, main, with_trigger
@@ -88,6 +88,7 @@ class BronzeBatch:
         # The decode step is a parameter so bench/bench_bronze.py can run this same job with a
         # raw copy (the ceiling) and a Python UDF (the earlier approach) in its place.
         self.decode = decode
+        self.status = status.publisher(settings, JOB)
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         framed = T_bronze.frame(batch).persist()
@@ -102,6 +103,7 @@ class BronzeBatch:
         seen = framed.groupBy("topic", "magic", "schema_id").count().collect()
         present = {r.topic for r in seen}
         bad_parts = []
+        written = []  # (rows, newest event ms) of each table this call appended to
         for entity in ENTITIES:
             topic = self.settings.topic(entity.topic)
             if topic.name not in present:
@@ -111,16 +113,18 @@ class BronzeBatch:
             # Not cached: decoding twice (good rows, then the rare bad ones) is cheaper than
             # caching the decoded nested rows (measured by bench/bench_bronze.py).
             decoded = self.decode(framed, topic.name, topic.schema_str, writers)
-            tables.append_once(
-                T_bronze.good_rows(decoded), self.settings.table("bronze", entity.name),
-                f"{self.app_id}:{entity.name}", batch_id,
-            )
+            good, observed = status.observe(T_bronze.good_rows(decoded), entity.event_time)
+            if tables.append_once(good, self.settings.table("bronze", entity.name), f"{self.app_id}:{entity.name}",
+                                  batch_id):
+                written.append(status.measured(observed))
             bad_parts.append(T_bronze.quarantine(decoded))
         if bad_parts:
             bad = bad_parts[0]
             for part in bad_parts[1:]:
                 bad = bad.unionByName(part)
             self._quarantine(bad.persist(), batch_id)
+        if written:  # after every write of the batch succeeded
+            self.status.committed(JOB, batch_id, *status.combine(written))
 
     def _quarantine(self, bad: DataFrame, batch_id: int) -> None:
         try:

@@ -12,7 +12,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
-from spark import preflight, tables
+from spark import preflight, status, tables
 from spark.entities import ACTIVATIONS, CUSTOMERS, ENTITIES, ORDERS
 from spark.runtime import each_batch, main, with_trigger
 from spark.settings import JobSettings
@@ -37,6 +37,7 @@ class GoldBatch:
         self.path = settings.table("gold", "c360")
         self.app_id = f"{JOB}:c360"
         self.high_water = None
+        self.status = status.publisher(settings, JOB)
 
     def _as_of(self, spark: SparkSession, batch: DataFrame):  # noqa: ANN202 - datetime | None
         if self.high_water is None:
@@ -60,7 +61,8 @@ class GoldBatch:
             )
             # Materialised: the MERGE reads its source more than once, and the CDF rows behind it
             # are cached only for this call.
-            change_rows = T_gold.with_change_columns(change_rows).localCheckpoint()
+            change_rows, touched = status.observe(T_gold.with_change_columns(change_rows))
+            change_rows = change_rows.localCheckpoint()
             as_of = self._as_of(spark, batch)
             as_of_col = F.lit(as_of).cast("timestamp") if as_of is not None else F.current_timestamp()
             update, insert = T_gold.merge_clauses(as_of_col)
@@ -73,7 +75,9 @@ class GoldBatch:
                 .whenMatchedUpdate(set=update)
                 .whenNotMatchedInsert(values=insert)
             )
-            tables.merge_once(spark, self.path, self.app_id, batch_id, merge.execute)
+            if tables.merge_once(spark, self.path, self.app_id, batch_id, merge.execute):
+                # Every row the MERGE wrote has updated_at = as_of: the newest event time in gold.
+                self.status.committed("gold_c360", batch_id, status.measured(touched)[0], status.millis(as_of))
         finally:
             batch.unpersist()
 

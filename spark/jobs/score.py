@@ -22,7 +22,7 @@ from pyspark.sql.streaming import StreamingQuery
 
 from schemas import serde, topics
 from spark import model as M
-from spark import preflight, tables
+from spark import preflight, status, tables
 from spark.jobs import train
 from spark.runtime import each_batch, main, with_trigger
 from spark.settings import JobSettings
@@ -75,17 +75,19 @@ class ScoreBatch:
         self.schema_id = schema_id
         self.topic = settings.topic(topics.PROPENSITY_SCORE)
         self.path = settings.table("gold", "propensity")
+        self.status = status.publisher(settings, JOB)
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         spark = batch.sparkSession
-        scores = score_rows(self.model, self.version, latest_rows(batch)).localCheckpoint()
+        rows, seen = status.observe(latest_rows(batch), "updated_at")
+        scores = score_rows(self.model, self.version, rows).localCheckpoint()
         merge = (
             DeltaTable.forPath(spark, self.path).alias("t")
             .merge(scores.alias("s"), "t.customer_id = s.customer_id")
             .whenMatchedUpdateAll()
             .whenNotMatchedInsertAll()
         )
-        tables.merge_once(spark, self.path, f"{JOB}:propensity", batch_id, merge.execute)
+        merged = tables.merge_once(spark, self.path, f"{JOB}:propensity", batch_id, merge.execute)
         # At least once on the topic: a replayed batch re-publishes the same scores (keyed, harmless).
         (
             framed_avro(scores, self.schema_id, self.topic.schema_str)
@@ -94,6 +96,8 @@ class ScoreBatch:
             .option("topic", self.topic.name)
             .save()
         )
+        if merged:
+            self.status.committed(JOB, batch_id, *status.measured(seen))
 
 
 def model_for_scoring(spark: SparkSession, settings: JobSettings, poll_s: float = 30.0) -> tuple[PipelineModel, str]:

@@ -11,7 +11,7 @@ from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
-from spark import preflight, tables
+from spark import preflight, status, tables
 from spark.entities import ENTITIES, Entity
 from spark.runtime import each_batch, main, with_trigger
 from spark.settings import JobSettings
@@ -25,9 +25,12 @@ class SilverBatch:
         self.entity = entity
         self.path = settings.table("silver", entity.silver)
         self.app_id = f"{JOB}:{entity.silver}"
+        self.query = f"silver_{entity.silver}"
+        self.status = status.publisher(settings, JOB)
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
-        rows = T_silver.dedup(T_silver.to_silver_columns(batch), self.entity)
+        rows, seen = status.observe(T_silver.dedup(T_silver.to_silver_columns(batch), self.entity),
+                                    self.entity.event_time)
         spark = batch.sparkSession
         target = DeltaTable.forPath(spark, self.path)
         merge = target.alias("t").merge(rows.alias("s"), T_silver.merge_condition(self.entity))
@@ -35,7 +38,8 @@ class SilverBatch:
         if newer is not None:
             merge = merge.whenMatchedUpdateAll(condition=newer)
         merge = merge.whenNotMatchedInsertAll()
-        tables.merge_once(spark, self.path, self.app_id, batch_id, merge.execute)
+        if tables.merge_once(spark, self.path, self.app_id, batch_id, merge.execute):
+            self.status.committed(self.query, batch_id, *status.measured(seen))
 
 
 def start_entity(spark: SparkSession, settings: JobSettings, entity: Entity) -> StreamingQuery:
