@@ -22,7 +22,9 @@ When Redis, Kafka or the registry is unreachable the feeder waits, re-reads its 
 
 Status: a typed object (``webapp.status.FeederStatus``) in ``feeder:status``, rewritten every
 STATUS_INTERVAL_S and after batches: per topic lag, records, newest record time, mismatches; the
-dead-letter topic's size; Kafka, Redis and registry health. Probes: ``/healthz`` (the loop turns)
+dead-letter topic's size; Kafka, Redis and registry health; per Spark query its newest committed batch
+(commit time, newest event time, rows), read from the status topic the Spark jobs publish after each
+Delta commit (``webapp.layers``; the web UI never reads Delta). Probes: ``/healthz`` (the loop turns)
 and ``/readyz`` (holding the lease, Redis and Kafka reachable) on FEEDER_HEALTH_PORT.
 """
 
@@ -60,6 +62,7 @@ from webapp import cache as cache_mod
 from webapp import records as rec
 from webapp.cache import CacheWriter, EpochMismatch, LeaseLost, RedisError
 from webapp.feeder_settings import FeederSettings
+from webapp.layers import LayerFeed
 from webapp.settings import WebSettings
 from webapp.status import (
     RESTARTING,
@@ -109,6 +112,7 @@ STATUS_INTERVAL_S = 2.0
 EPOCH_CHECK_S = 2.0
 METADATA_CHECK_S = 10.0
 DEAD_LETTER_CHECK_S = 10.0
+LAYERS_POLL_S = 1.0
 LEASE_TTL_MS = 15_000
 LEASE_RENEW_S = 4.0
 STANDBY_POLL_S = 2.0
@@ -246,8 +250,10 @@ class Feeder:
         try:
             if not self._with_redis(writer.acquire_lease):
                 raise _Standby()
-            self._decoder = rec.Decoder(serde.registry_client(self.settings.schema_registry_url))
+            registry = serde.registry_client(self.settings.schema_registry_url)
+            self._decoder = rec.Decoder(registry)
             consumer = Consumer(self._consumer_conf())
+            layers = LayerFeed(self._layers_conf(), registry)
             try:
                 self._claim(consumer)
                 self._set(state=RUNNING)
@@ -257,12 +263,15 @@ class Feeder:
                     self.loop_at = time.monotonic()
                     if not self._housekeeping(consumer):
                         continue
+                    if self._every("layers", LAYERS_POLL_S):
+                        self._poll_layers(layers)
                     messages = consumer.consume(self.settings.feeder_batch_max, POLL_TIMEOUT_S)
                     if messages:
                         self._handle(consumer, messages)
                     if self._every("status", STATUS_INTERVAL_S):
                         self._publish_status()
             finally:
+                layers.close()
                 try:
                     consumer.close()
                 except Exception:  # closing a consumer whose broker is gone must not mask the real error
@@ -387,6 +396,16 @@ class Feeder:
             self._count_dead_letters(consumer)
         return True
 
+    def _poll_layers(self, layers: LayerFeed) -> None:
+        """The Spark queries' newest committed batches (``webapp.layers``) into the status."""
+        try:
+            changed = layers.poll()
+        except KafkaException as exc:
+            kafka_log.warning("spark layer status not read: %s", _one_line(exc))
+            return
+        if changed:
+            self._set(layers=dict(layers.latest))
+
     def _count_dead_letters(self, consumer: Consumer) -> None:
         name = topics.DEAD_LETTER.name
         try:
@@ -506,6 +525,14 @@ class Feeder:
             "queued.max.messages.kbytes": 16384,
         }
         conf.update(self._extra_conf)
+        return conf
+
+    def _layers_conf(self) -> dict[str, Any]:
+        """The layer-status reader: assigned partitions, nothing committed (positions are never stored)."""
+        conf = {k: v for k, v in self._consumer_conf().items() if k not in {"stats_cb", "statistics.interval.ms"}}
+        conf.update({"group.id": f"{self.settings.consumer_group}-layers",
+                     "client.id": f"marketing-engine-feeder-layers-{os.getpid()}",
+                     "queued.max.messages.kbytes": 1024})
         return conf
 
     def _on_error(self, err: KafkaError) -> None:

@@ -33,6 +33,24 @@ class TopicStatus:
 
 
 @dataclass
+class LayerStatus:
+    """A Spark streaming query's newest committed batch, from the status the job publishes after its Delta
+    commit (``dom.pipeline.batch.status.v1``, ``spark/status.py``): the web UI never reads Delta."""
+
+    job: str  # the layer: bronze, silver, gold, score
+    query: str
+    batch_id: int
+    rows: int
+    newest_event_ms: int | None  # newest event time among the batch's committed rows
+    committed_ms: int  # when the batch's Delta commit had succeeded
+
+    @property
+    def lag_ms(self) -> int | None:
+        """Event-time freshness of the layer: commit time - newest event time."""
+        return None if self.newest_event_ms is None else self.committed_ms - self.newest_event_ms
+
+
+@dataclass
 class FeederStatus:
     instance: str
     state: str = STARTING
@@ -54,6 +72,7 @@ class FeederStatus:
     cache_rebuilds: int = 0
     last_error: str | None = None
     last_error_ms: int | None = None
+    layers: dict[str, LayerStatus] = field(default_factory=dict)  # query -> its newest committed batch
     format: int = STATUS_FORMAT
 
     def to_json(self) -> str:
@@ -69,6 +88,7 @@ class FeederStatus:
             if not isinstance(data, dict) or data.get("format") != STATUS_FORMAT:
                 return None
             data["topics"] = {name: TopicStatus(**t) for name, t in (data.get("topics") or {}).items()}
+            data["layers"] = {name: LayerStatus(**t) for name, t in (data.get("layers") or {}).items()}
             return cls(**data)
         except (TypeError, ValueError):
             return None
@@ -83,4 +103,6 @@ class FeederStatus:
     def as_json(self, now: float | None = None) -> dict[str, Any]:
         body = asdict(self)
         body["age_s"] = round(self.age_s(now), 1)
+        for name, layer in self.layers.items():
+            body["layers"][name]["lag_ms"] = layer.lag_ms
         return body

@@ -205,8 +205,32 @@ def insights_context(rt: Runtime) -> dict[str, Any]:
         for topic in FEED_TOPICS:
             t = found.feeder.topics.get(topic.name)
             pipeline.append({"topic": topic.name, "role": TOPIC_ROLES[topic.name], "status": t})
-    return {"insights": found, "error": error, "pipeline": pipeline, "spark_layers": SPARK_LAYERS,
-            "topic_roles": TOPIC_ROLES}
+    return {"insights": found, "error": error, "pipeline": pipeline, "spark_layers": spark_layers(found),
+            "topic_roles": TOPIC_ROLES, "duration": duration}
+
+
+def spark_layers(found: Insights | None) -> list[dict[str, Any]]:
+    """Per Spark layer its queries' newest committed batches (from the feeder's status; the page shows
+    "nothing published" for a layer none of whose queries has reported)."""
+    layers = found.feeder.layers if found is not None and found.feeder is not None else {}
+    return [{"layer": name, "queries": sorted((q for q in layers.values() if q.job == name), key=lambda q: q.query)}
+            for name in SPARK_LAYERS]
+
+
+def duration(ms: int | None) -> str:
+    """A lag like '850 ms', '4.2 s', '3 min 5 s', '2 h 10 min', '3 d 4 h' (negative: clocks disagree)."""
+    if ms is None:
+        return "—"
+    sign, ms = ("-" if ms < 0 else ""), abs(ms)
+    if ms < 1000:
+        return f"{sign}{ms} ms"
+    if ms < 60_000:
+        return f"{sign}{ms / 1000:.1f} s"
+    s = ms // 1000
+    for unit, size, sub, sub_size in (("d", 86_400, "h", 3600), ("h", 3600, "min", 60), ("min", 60, "s", 1)):
+        if s >= size:
+            return f"{sign}{s // size} {unit} {s % size // sub_size} {sub}"
+    return f"{sign}{s} s"
 
 
 @bp.get("/insights")

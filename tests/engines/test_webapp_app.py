@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import re
+import time
 import uuid
 from collections import Counter
 
@@ -327,7 +328,48 @@ def test_every_number_on_the_insights_page_is_the_json_apis_and_the_lists(url, b
         drawn = {(d or None, b or None): int(n.replace(",", "")) for d, b, n in cells if n != "·"}
         assert drawn == {(s["declared"], s["behavioural"]): s["customers"] for s in api["stages"]}
         assert re.search(rf'data-number="customers">{api["customers"]:,}<', html)
-        assert 'id="spark-freshness-empty"' in html and "not published" in html  # labelled, not invented
+        # the Spark layers: exactly what the feeder read from the jobs' status topic, else labelled empty
+        layers = api["feeder"]["layers"]
+        assert set(re.findall(r'<tr data-layer="[^"]*" data-query="([^"]+)"', html)) == set(layers)
+        assert ('id="spark-freshness-empty"' in html) == (not layers)
+        assert html.count("not published yet") == len({"bronze", "silver", "gold", "score"}
+                                                      - {q["job"] for q in layers.values()})
+
+
+def test_the_spark_layers_freshness_comes_from_the_jobs_status_topic(url, broker, schema_registry, tmp_path):
+    from spark import status as spark_status
+    from tests.support import pipeline
+
+    web = settings(url, broker.bootstrap, schema_registry.url)
+    jobs = pipeline.job_settings(broker.bootstrap, schema_registry.url, str(tmp_path), "")  # the product's topic
+    now = int(time.time()) * 1000 - 60_000  # the broker refuses record times far from its clock
+    run = uuid.uuid4().hex[:6]  # queries of this test only (the session broker's topic is shared)
+    bronze_q, silver_q = f"bronze-{run}", f"silver_orders-{run}"
+    published = [
+        spark_status.StatusPublisher(jobs, "bronze", clock=lambda: now / 1000).committed(bronze_q, 6, 40, now - 9000),
+        # the same query again: the newest batch replaces the older one
+        spark_status.StatusPublisher(jobs, "bronze", clock=lambda: (now + 5000) / 1000).committed(
+            bronze_q, 7, 3, now + 1200),
+        spark_status.StatusPublisher(jobs, "silver", clock=lambda: (now + 2000) / 1000).committed(
+            silver_q, 2, 1, None),
+    ]
+    assert published == [True, True, True]
+    with running(web) as (app, _):
+        client = app.test_client()
+        layers = wait_until(lambda: (found := client.get("/api/insights").get_json()["feeder"]["layers"])
+                            and {bronze_q, silver_q} <= set(found) and found[bronze_q]["batch_id"] == 7 and found,
+                            60, "the Spark layers in the feeder's status")
+        assert layers[bronze_q] == {"job": "bronze", "query": bronze_q, "batch_id": 7, "rows": 3,
+                                    "newest_event_ms": now + 1200, "committed_ms": now + 5000, "lag_ms": 3800}
+        assert layers[silver_q] == {"job": "silver", "query": silver_q, "batch_id": 2, "rows": 1,
+                                    "newest_event_ms": None, "committed_ms": now + 2000, "lag_ms": None}
+        html = client.get("/insights").get_data(as_text=True)
+        row = html.split(f'data-query="{bronze_q}"', 1)[1].split("</tr>", 1)[0]
+        assert f'data-field="committed" data-ms="{now + 5000}"' in row
+        assert f'data-field="newest_event" data-ms="{now + 1200}"' in row
+        assert 'data-field="lag" data-ms="3800">3.8 s<' in row
+        assert re.search(r'data-field="batch">7<', row) and re.search(r'data-field="rows">3<', row)
+        assert 'id="spark-freshness-empty"' not in html
 
 
 def test_the_customer_page_shows_score_history_segment_changes_orders_and_engagements(url, broker, schema_registry):
