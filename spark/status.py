@@ -40,20 +40,27 @@ FLUSH_TIMEOUT_S = 2.0
 # After a failure the status is not tried again for this long: a registry or broker that is down
 # must not cost every batch a timeout.
 RETRY_AFTER_S = 30.0
+# Observed metrics arrive with the action's end; this only bounds the wait should they never come.
+MEASURE_WAIT_S = 5.0
 
 
 def observe(df: DataFrame, event_time: str | Column | None = None) -> tuple[DataFrame, Observation]:
-    """``df`` with its row count and newest event time (epoch ms) observed by the action that writes it.
-    Read the observation with :func:`measured` only after that action ran (``Observation.get`` waits
-    for it forever otherwise)."""
+    """``df`` with its row count and newest event time (epoch ms) observed by the action that writes it
+    (hand the observation to :meth:`StatusPublisher.committed` once that action ran)."""
     observation = Observation()
     newest = F.max(F.unix_millis(F.col(event_time) if isinstance(event_time, str) else event_time)) \
         if event_time is not None else F.lit(None).cast("long")
     return df.observe(observation, F.count(F.lit(1)).alias("rows"), newest.alias("newest_ms")), observation
 
 
-def measured(observation: Observation) -> tuple[int, int | None]:
-    """(rows, newest event time in epoch ms or None) of an observed action that ran."""
+def measured(observation: Observation, timeout_s: float = MEASURE_WAIT_S) -> tuple[int, int | None]:
+    """(rows, newest event time in epoch ms or None) of an observed action that ran. ``Observation.get``
+    waits forever for an action that never ran, so this waits at most ``timeout_s`` (TimeoutError)."""
+    deadline = time.monotonic() + timeout_s
+    while not observation._jo.future().isCompleted():  # noqa: SLF001 - the JVM promise behind get()
+        if time.monotonic() > deadline:
+            raise TimeoutError("the batch's observed metrics never arrived")
+        time.sleep(0.01)
     found = observation.get
     newest = found.get("newest_ms")
     return int(found.get("rows") or 0), None if newest is None else int(newest)
@@ -91,13 +98,28 @@ class StatusPublisher:
         self.published = 0
         self.failures = 0
 
-    def committed(self, query: str, batch_id: int, rows: int, newest_event_ms: int | None) -> bool:
-        """Publish that ``query`` committed ``batch_id``; call it only after the commit succeeded.
-        Returns whether the status was acknowledged; never raises."""
+    def committed(self, query: str, batch_id: int, observed: Iterable[Observation], *,
+                  event_time: dt.datetime | None = None) -> bool:
+        """Publish that ``query`` committed ``batch_id``: rows and newest event time from the observations
+        of the writes that ran (:func:`observe`; the event time is ``event_time`` instead when given).
+        Call it only after the commit succeeded. Returns whether the status was acknowledged; never
+        raises: measuring happens inside the same guard as sending."""
+        def figures() -> tuple[int, int | None]:
+            rows, newest = combine(measured(o) for o in observed)
+            return rows, millis(event_time) if event_time is not None else newest
+
+        return self._publish(query, batch_id, figures)
+
+    def publish(self, query: str, batch_id: int, rows: int, newest_event_ms: int | None) -> bool:
+        """Publish a status from known figures (:meth:`committed` measures them first)."""
+        return self._publish(query, batch_id, lambda: (rows, newest_event_ms))
+
+    def _publish(self, query: str, batch_id: int, figures: Callable[[], tuple[int, int | None]]) -> bool:
         committed_ms = int(self._clock() * 1000)
         if self._failing and time.monotonic() < self._retry_at:
             return False
         try:
+            rows, newest_event_ms = figures()
             self._send(query, {
                 "job": self.job, "query": query, "batch_id": int(batch_id), "rows": int(rows),
                 "newest_event_at": newest_event_ms, "committed_at": committed_ms,

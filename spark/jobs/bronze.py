@@ -103,7 +103,7 @@ class BronzeBatch:
         seen = framed.groupBy("topic", "magic", "schema_id").count().collect()
         present = {r.topic for r in seen}
         bad_parts = []
-        written = []  # (rows, newest event ms) of each table this call appended to
+        written = []  # the observed rows of each table this call appended to
         for entity in ENTITIES:
             topic = self.settings.topic(entity.topic)
             if topic.name not in present:
@@ -116,7 +116,7 @@ class BronzeBatch:
             good, observed = status.observe(T_bronze.good_rows(decoded), entity.event_time)
             if tables.append_once(good, self.settings.table("bronze", entity.name), f"{self.app_id}:{entity.name}",
                                   batch_id):
-                written.append(status.measured(observed))
+                written.append(observed)
             bad_parts.append(T_bronze.quarantine(decoded))
         if bad_parts:
             bad = bad_parts[0]
@@ -124,7 +124,7 @@ class BronzeBatch:
                 bad = bad.unionByName(part)
             self._quarantine(bad.persist(), batch_id)
         if written:  # after every write of the batch succeeded
-            self.status.committed(JOB, batch_id, *status.combine(written))
+            self.status.committed(JOB, batch_id, written)
 
     def _quarantine(self, bad: DataFrame, batch_id: int) -> None:
         try:

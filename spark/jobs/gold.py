@@ -77,7 +77,7 @@ class GoldBatch:
             )
             if tables.merge_once(spark, self.path, self.app_id, batch_id, merge.execute):
                 # Every row the MERGE wrote has updated_at = as_of: the newest event time in gold.
-                self.status.committed("gold_c360", batch_id, status.measured(touched)[0], status.millis(as_of))
+                self.status.committed("gold_c360", batch_id, [touched], event_time=as_of)
         finally:
             batch.unpersist()
 

@@ -97,7 +97,7 @@ class ScoreBatch:
             .save()
         )
         if merged:
-            self.status.committed(JOB, batch_id, *status.measured(seen))
+            self.status.committed(JOB, batch_id, [seen])
 
 
 def model_for_scoring(spark: SparkSession, settings: JobSettings, poll_s: float = 30.0) -> tuple[PipelineModel, str]:

@@ -39,7 +39,7 @@ class SilverBatch:
             merge = merge.whenMatchedUpdateAll(condition=newer)
         merge = merge.whenNotMatchedInsertAll()
         if tables.merge_once(spark, self.path, self.app_id, batch_id, merge.execute):
-            self.status.committed(self.query, batch_id, *status.measured(seen))
+            self.status.committed(self.query, batch_id, [seen])
 
 
 def start_entity(spark: SparkSession, settings: JobSettings, entity: Entity) -> StreamingQuery:

@@ -10,7 +10,7 @@ from pyspark.errors import StreamingQueryException
 
 from schemas import serde, topics
 from spark import tables
-from spark.jobs import bronze, silver
+from spark.jobs import bronze, gold, silver
 from tests.engines.test_spark_pipeline import DAY, ORD, T0, A, P, activation, order, profile
 from tests.support import pipeline
 
@@ -86,6 +86,14 @@ def test_each_committed_batch_publishes_its_newest_event_time_after_the_commit(s
         entity = query.removeprefix("silver_")
         assert s["committed_at"] >= commit_ms(spark, env.table("silver", entity), f"silver:{entity}@0")
         assert s["committed_at"] >= s["newest_event_at"]
+
+    pipeline.run(gold, spark, env)
+    ((key, g),) = statuses(env)[4:]
+    (row,) = spark.read.format("delta").load(env.table("gold", "c360")).collect()
+    # gold's rows carry the newest event time seen (updated_at = as_of): that is the layer's event time
+    assert (key, g["job"], g["batch_id"], g["rows"]) == ("gold_c360", "gold", 0, 1)
+    assert g["newest_event_at"] == int(row.updated_at.timestamp() * 1000) == T0 + 5 * DAY
+    assert g["committed_at"] >= commit_ms(spark, env.table("gold", "c360"), "gold:c360@0")
 
 
 def test_no_status_for_a_batch_whose_write_failed(spark, kafka_broker, env, monkeypatch):

@@ -346,11 +346,11 @@ def test_the_spark_layers_freshness_comes_from_the_jobs_status_topic(url, broker
     run = uuid.uuid4().hex[:6]  # queries of this test only (the session broker's topic is shared)
     bronze_q, silver_q = f"bronze-{run}", f"silver_orders-{run}"
     published = [
-        spark_status.StatusPublisher(jobs, "bronze", clock=lambda: now / 1000).committed(bronze_q, 6, 40, now - 9000),
+        spark_status.StatusPublisher(jobs, "bronze", clock=lambda: now / 1000).publish(bronze_q, 6, 40, now - 9000),
         # the same query again: the newest batch replaces the older one
-        spark_status.StatusPublisher(jobs, "bronze", clock=lambda: (now + 5000) / 1000).committed(
+        spark_status.StatusPublisher(jobs, "bronze", clock=lambda: (now + 5000) / 1000).publish(
             bronze_q, 7, 3, now + 1200),
-        spark_status.StatusPublisher(jobs, "silver", clock=lambda: (now + 2000) / 1000).committed(
+        spark_status.StatusPublisher(jobs, "silver", clock=lambda: (now + 2000) / 1000).publish(
             silver_q, 2, 1, None),
     ]
     assert published == [True, True, True]
