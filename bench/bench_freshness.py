@@ -72,7 +72,8 @@ class Result:
         if not values:
             return float("nan"), False
         k = min(len(values) - 1, max(0, round(q / 100 * (len(values) - 1))))
-        return values[k]
+        # a missing probe at or below rank k may really be later than values[k]: a lower bound then
+        return values[k][0], any(low for _, low in values[:k + 1])
 
 
 def fmt(value: tuple[float, bool]) -> str:
