@@ -30,4 +30,8 @@ SAMPLES: dict[str, dict] = {
         "customer_id": CUSTOMER, "score": 0.81, "model_version": "lr-20260101T000000", "behavioural_stage": "loyal",
         "scored_at": 1_767_236_400_000,
     },
+    topics.PIPELINE_STATUS.name: {
+        "job": "silver", "query": "silver_orders", "batch_id": 42, "rows": 17,
+        "newest_event_at": 1_767_229_200_000, "committed_at": 1_767_229_203_500,
+    },
 }
