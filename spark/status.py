@@ -10,9 +10,9 @@ feeder reads it for the insights page's pipeline health.
   ``append_once`` / ``merge_once`` returned True and the rest of the body succeeded; a batch whose
   write failed (the body raised) or a replayed batch whose write was already in the table publishes
   nothing.
-* **Free measurements.** Rows and newest event time come from a Spark ``Observation`` on the data the
-  write already reads (:func:`observe`): no extra Spark job per batch (a separate aggregate costs
-  0.4-0.6 s on a warm JVM, against the issue's 1.5 s budget for a whole small batch).
+* **Measured after the write.** Rows and newest event time are one small aggregate over what the
+  batch wrote (:func:`observe`, :func:`measured`; 0.4-0.6 s on a warm JVM). Spark's ``Observation``
+  would have been free but breaks Spark ML in the same session (see :class:`Observed`).
 * **Never fails the data batch.** Any failure to serialize or deliver (registry or broker down) is
   logged once (again only after a success) and the batch goes on; the next batch's status replaces it.
 """
@@ -23,9 +23,10 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
-from pyspark.sql import Column, DataFrame, Observation
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from schemas import serde, topics
@@ -40,30 +41,32 @@ FLUSH_TIMEOUT_S = 2.0
 # After a failure the status is not tried again for this long: a registry or broker that is down
 # must not cost every batch a timeout.
 RETRY_AFTER_S = 30.0
-# Observed metrics arrive with the action's end; this only bounds the wait should they never come.
-MEASURE_WAIT_S = 5.0
+@dataclass(frozen=True)
+class Observed:
+    """A DataFrame a batch wrote and the newest event time to measure on it (after the write).
+
+    Not Spark's ``Observation``: once a session has used one, the session holds an ObservationManager
+    that is not serializable, and Spark ML closures that capture the session (LogisticRegression's
+    training summary, which the score job's training builds) then fail with "Task not serializable"
+    (Spark 4.1.1). The price is one small aggregate job per written table and batch."""
+
+    df: DataFrame
+    newest: Column
 
 
-def observe(df: DataFrame, event_time: str | Column | None = None) -> tuple[DataFrame, Observation]:
-    """``df`` with its row count and newest event time (epoch ms) observed by the action that writes it
-    (hand the observation to :meth:`StatusPublisher.committed` once that action ran)."""
-    observation = Observation()
+def observe(df: DataFrame, event_time: str | Column | None = None) -> tuple[DataFrame, Observed]:
+    """``df`` unchanged, and what :meth:`StatusPublisher.committed` measures on it once it was written:
+    its row count and newest event time (epoch ms)."""
     newest = F.max(F.unix_millis(F.col(event_time) if isinstance(event_time, str) else event_time)) \
         if event_time is not None else F.lit(None).cast("long")
-    return df.observe(observation, F.count(F.lit(1)).alias("rows"), newest.alias("newest_ms")), observation
+    return df, Observed(df, newest)
 
 
-def measured(observation: Observation, timeout_s: float = MEASURE_WAIT_S) -> tuple[int, int | None]:
-    """(rows, newest event time in epoch ms or None) of an observed action that ran. ``Observation.get``
-    waits forever for an action that never ran, so this waits at most ``timeout_s`` (TimeoutError)."""
-    deadline = time.monotonic() + timeout_s
-    while not observation._jo.future().isCompleted():  # noqa: SLF001 - the JVM promise behind get()
-        if time.monotonic() > deadline:
-            raise TimeoutError("the batch's observed metrics never arrived")
-        time.sleep(0.01)
-    found = observation.get
-    newest = found.get("newest_ms")
-    return int(found.get("rows") or 0), None if newest is None else int(newest)
+def measured(observed: Observed) -> tuple[int, int | None]:
+    """(rows, newest event time in epoch ms or None) of a written DataFrame."""
+    found = observed.df.agg(F.count(F.lit(1)).alias("rows"), observed.newest.alias("newest_ms")).first()
+    newest = found["newest_ms"] if found is not None else None
+    return int(found["rows"] or 0) if found is not None else 0, None if newest is None else int(newest)
 
 
 def combine(parts: Iterable[tuple[int, int | None]]) -> tuple[int, int | None]:
@@ -98,7 +101,7 @@ class StatusPublisher:
         self.published = 0
         self.failures = 0
 
-    def committed(self, query: str, batch_id: int, observed: Iterable[Observation], *,
+    def committed(self, query: str, batch_id: int, observed: Iterable[Observed], *,
                   event_time: dt.datetime | None = None) -> bool:
         """Publish that ``query`` committed ``batch_id``: rows and newest event time from the observations
         of the writes that ran (:func:`observe`; the event time is ``event_time`` instead when given).
