@@ -15,6 +15,7 @@ from operators.ksql.statements import Token, canonical_name, tokenize
 from schemas import topics
 from schemas.json_contract import ContractError, JsonContract
 from schemas.topics import AVRO_DIR, JSON_DIR
+from tests.support.ksql_text import select_span
 
 KSQL_DIR = Path(__file__).resolve().parents[2] / "ksql"
 TOPOLOGY = statements.load({p.name: p.read_text() for p in sorted(KSQL_DIR.glob("*.sql"))})
@@ -160,16 +161,7 @@ def _split_as(toks: list[Token]) -> tuple[list[Token], str]:
 
 def typed_projection(src: statements.Source) -> dict[str, Col]:
     toks = tokenize(src.text)
-    ups = [t.upper for t in toks]
-    start = ups.index("SELECT") + 1
-    depth, end = 0, start
-    for end in range(start, len(toks)):
-        if toks[end].value == "(":
-            depth += 1
-        elif toks[end].value == ")":
-            depth -= 1
-        elif depth == 0 and ups[end] == "FROM":
-            break
+    start, end = select_span(toks)
     scope = _from_clause(toks[end:])
     out: dict[str, Col] = {}
     for item in _split(toks[start:end]):

@@ -14,6 +14,7 @@ from operators.ksql.client import Catalog, LiveQuery, LiveSource
 from operators.ksql.statements import tokenize
 from schemas import topics
 from schemas.topics import AVRO_DIR
+from tests.support.ksql_text import select_span
 
 KSQL_DIR = Path(__file__).resolve().parents[2] / "ksql"
 FILES = {p.name: p.read_text() for p in sorted(KSQL_DIR.glob("*.sql"))}
@@ -50,16 +51,7 @@ def ksql_type(avro_type) -> str:
 def projection(source: statements.Source) -> list[str]:
     """Output column names of a CREATE ... AS SELECT, in order (alias, else the column itself)."""
     toks = tokenize(source.text)
-    ups = [t.upper for t in toks]
-    start = ups.index("SELECT") + 1
-    depth, end = 0, start
-    for end in range(start, len(toks)):
-        if toks[end].value == "(":
-            depth += 1
-        elif toks[end].value == ")":
-            depth -= 1
-        elif depth == 0 and ups[end] == "FROM":
-            break
+    start, end = select_span(toks)
     items: list[list[statements.Token]] = [[]]
     depth = 0
     for tok in toks[start:end]:
