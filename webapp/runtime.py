@@ -47,6 +47,11 @@ class Health:
         state = f"{f.state}:{f.kafka_ok}:{f.restarts}:{f.registry_reason is None}" if f else "none"
         return f"r{int(self.redis_ok)}f{int(self.feeder_fresh)}:{state}"
 
+    @property
+    def figures(self) -> str:
+        """Changes when the feeder's published figures do (``FeederStatus.figures``)."""
+        return self.feeder.figures if self.feeder is not None else ""
+
     def as_json(self) -> dict[str, Any]:
         return {
             "redis": {"ok": self.redis_ok, "reason": self.redis_reason},
@@ -56,6 +61,7 @@ class Health:
             "customers": self.customers,
             "problems": self.problems,
             "signature": self.signature,
+            "figures": self.figures,
         }
 
 

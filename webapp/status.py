@@ -4,6 +4,7 @@ the web never asks Kafka itself."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -99,6 +100,18 @@ class FeederStatus:
     @property
     def mismatched(self) -> int:
         return sum(t.mismatched for t in self.topics.values())
+
+    @property
+    def figures(self) -> str:
+        """A digest of what the pipeline-health figures show (lag, records, mismatches, dead letters, the
+        Spark layers' batches), not of the heartbeat: the live refresh re-renders the panels that show
+        them when it changes. Those figures move without a cache write (lag after the last batch, a
+        status written after the batch that bumped the version), so the cache version alone misses them."""
+        shown = [self.lag, self.dead_letters,
+                 sorted((n, t.lag, t.records, t.last_event_ms, sorted(t.mismatches.items()))
+                        for n, t in self.topics.items()),
+                 sorted((n, q.batch_id, q.committed_ms) for n, q in self.layers.items())]
+        return hashlib.sha1(json.dumps(shown).encode()).hexdigest()[:12]
 
     def as_json(self, now: float | None = None) -> dict[str, Any]:
         body = asdict(self)

@@ -144,6 +144,28 @@ def test_the_feeder_status_is_a_typed_object_and_other_formats_are_refused():
     assert FeederStatus.from_json(json.dumps({"format": 1, "instance": "x", "surprise": 1})) is None
 
 
+def test_the_figures_digest_follows_what_the_panels_show_and_not_the_heartbeat():
+    # The live refresh re-renders the pipeline panels when this changes: a status written after the
+    # batch that bumped the cache version must still reach an open page.
+    import dataclasses
+
+    from webapp.status import LayerStatus
+
+    base = FeederStatus("f-1", state="running", heartbeat_ms=1000, lag=0,
+                        topics={CONSOLIDATED: TopicStatus(CONSOLIDATED, lag=0, records=0)})
+    digest = base.figures
+    assert dataclasses.replace(base, heartbeat_ms=9000, batches=4).figures == digest
+    more = FeederStatus.from_json(base.to_json())
+    assert more is not None and more.figures == digest
+    more.topics[CONSOLIDATED].records = 60
+    assert more.figures != digest
+    lagging = dataclasses.replace(base, lag=5)
+    assert lagging.figures != digest
+    layered = dataclasses.replace(base, layers={"gold.c360": LayerStatus("gold", "gold.c360", 3, 1, None, 5)})
+    assert layered.figures != digest
+    assert health_from(WebSettings.from_env({}), 1, base, 0, now=1.5).as_json()["figures"] == digest
+
+
 def test_the_health_the_pages_show_comes_from_the_feeders_status():
     settings = WebSettings.from_env({"FEEDER_STALE_S": "15"})
     fresh = FeederStatus("f-1", state="running", heartbeat_ms=100_000, kafka_ok=True, kafka_reason=None)

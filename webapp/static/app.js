@@ -1,5 +1,7 @@
 // Live refresh by polling: /api/status is cheap (one Redis read); when the cache version or the health
-// changes, every element with data-fragment is re-rendered from its server-side fragment. No inline
+// changes, every element with data-fragment is re-rendered from its server-side fragment; when only the
+// feeder's figures change (lag, records, Spark batches: they move without a cache write), only the
+// elements marked data-follows-figures are. No inline
 // scripts (CSP script-src 'self'); server HTML is escaped by Jinja, this file inserts no user data itself.
 (function () {
   "use strict";
@@ -8,12 +10,13 @@
   var interval = parseInt(body.getAttribute("data-refresh-ms"), 10) || 2000;
   var version = body.getAttribute("data-version") || "";
   var signature = body.getAttribute("data-signature") || "";
+  var figures = body.getAttribute("data-figures") || "";
   var offline = document.getElementById("offline");
   var busy = false;
   var timer = null;
 
-  function reloadFragments() {
-    var elements = document.querySelectorAll("[data-fragment]");
+  function reloadFragments(selector) {
+    var elements = document.querySelectorAll(selector);
     return Promise.all(Array.prototype.map.call(elements, function (el) {
       return fetch(el.getAttribute("data-fragment"), { cache: "no-store", credentials: "same-origin" })
         .then(function (r) { return r.text(); })
@@ -30,12 +33,16 @@
       .then(function (s) {
         if (offline) { offline.hidden = true; }
         var v = s.version === null || s.version === undefined ? "" : String(s.version);
+        var f = s.figures || "";
+        var changed = f !== figures;
+        figures = f;
         if (v !== version || s.signature !== signature) {
           version = v;
           signature = s.signature;
           body.setAttribute("data-version", v);
-          return reloadFragments();
+          return reloadFragments("[data-fragment]");
         }
+        if (changed) { return reloadFragments("[data-fragment][data-follows-figures]"); }
       })
       .catch(function () { if (offline) { offline.hidden = false; } })
       .then(function () { busy = false; schedule(); });
