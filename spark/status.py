@@ -29,6 +29,7 @@ from typing import Any
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from schemas import probes as probe_ids
 from schemas import serde, topics
 from schemas.partitioning import LIBRDKAFKA_PARTITIONER
 from spark.settings import JobSettings
@@ -52,31 +53,52 @@ class Observed:
 
     df: DataFrame
     newest: Column
+    probes: Column
+
+
+@dataclass(frozen=True)
+class Measured:
+    """What a batch committed: rows, newest event time (epoch ms), the probe customers among the rows."""
+
+    rows: int = 0
+    newest_ms: int | None = None
+    probes: tuple[str, ...] = ()
 
 
 def observe(df: DataFrame, event_time: str | Column | None = None) -> tuple[DataFrame, Observed]:
     """``df`` unchanged, and what :meth:`StatusPublisher.committed` measures on it once it was written:
-    its row count and newest event time (epoch ms)."""
+    its row count, newest event time (epoch ms) and probe customers (``schemas.probes``; rows without a
+    customer_id have none)."""
     newest = F.max(F.unix_millis(F.col(event_time) if isinstance(event_time, str) else event_time)) \
         if event_time is not None else F.lit(None).cast("long")
-    return df, Observed(df, newest)
+    if "customer_id" in df.columns:
+        cid = F.col("customer_id")
+        found = F.collect_set(F.when(cid.startswith(probe_ids.PROBE_PREFIX), cid))  # nulls are not collected
+        probes = F.slice(F.array_sort(found), 1, probe_ids.MAX_PROBES_PER_STATUS)
+    else:
+        probes = F.array().cast("array<string>")
+    return df, Observed(df, newest, probes)
 
 
-def measured(observed: Observed) -> tuple[int, int | None]:
-    """(rows, newest event time in epoch ms or None) of a written DataFrame."""
-    found = observed.df.agg(F.count(F.lit(1)).alias("rows"), observed.newest.alias("newest_ms")).first()
-    newest = found["newest_ms"] if found is not None else None
-    return int(found["rows"] or 0) if found is not None else 0, None if newest is None else int(newest)
+def measured(observed: Observed) -> Measured:
+    """What a written DataFrame holds, in one small aggregate."""
+    found = observed.df.agg(F.count(F.lit(1)).alias("rows"), observed.newest.alias("newest_ms"),
+                            observed.probes.alias("probes")).first()
+    if found is None:
+        return Measured()
+    newest = found["newest_ms"]
+    return Measured(int(found["rows"] or 0), None if newest is None else int(newest), tuple(found["probes"] or ()))
 
 
-def combine(parts: Iterable[tuple[int, int | None]]) -> tuple[int, int | None]:
+def combine(parts: Iterable[Measured]) -> Measured:
     """Several writes of one batch (bronze writes one table per entity) as one status."""
-    rows, newest = 0, None
-    for n, ms in parts:
-        rows += n
-        if ms is not None and (newest is None or ms > newest):
-            newest = ms
-    return rows, newest
+    rows, newest, probes = 0, None, set()
+    for part in parts:
+        rows += part.rows
+        if part.newest_ms is not None and (newest is None or part.newest_ms > newest):
+            newest = part.newest_ms
+        probes.update(part.probes)
+    return Measured(rows, newest, tuple(sorted(probes)[:probe_ids.MAX_PROBES_PER_STATUS]))
 
 
 def millis(value: dt.datetime | None) -> int | None:
@@ -107,25 +129,26 @@ class StatusPublisher:
         of the writes that ran (:func:`observe`; the event time is ``event_time`` instead when given).
         Call it only after the commit succeeded. Returns whether the status was acknowledged; never
         raises: measuring happens inside the same guard as sending."""
-        def figures() -> tuple[int, int | None]:
-            rows, newest = combine(measured(o) for o in observed)
-            return rows, millis(event_time) if event_time is not None else newest
+        def figures() -> Measured:
+            found = combine(measured(o) for o in observed)
+            return found if event_time is None else Measured(found.rows, millis(event_time), found.probes)
 
         return self._publish(query, batch_id, figures)
 
-    def publish(self, query: str, batch_id: int, rows: int, newest_event_ms: int | None) -> bool:
+    def publish(self, query: str, batch_id: int, rows: int, newest_event_ms: int | None,
+                probes: Iterable[str] = ()) -> bool:
         """Publish a status from known figures (:meth:`committed` measures them first)."""
-        return self._publish(query, batch_id, lambda: (rows, newest_event_ms))
+        return self._publish(query, batch_id, lambda: Measured(rows, newest_event_ms, tuple(probes)))
 
-    def _publish(self, query: str, batch_id: int, figures: Callable[[], tuple[int, int | None]]) -> bool:
+    def _publish(self, query: str, batch_id: int, figures: Callable[[], Measured]) -> bool:
         committed_ms = int(self._clock() * 1000)
         if self._failing and time.monotonic() < self._retry_at:
             return False
         try:
-            rows, newest_event_ms = figures()
+            found = figures()
             self._send(query, {
-                "job": self.job, "query": query, "batch_id": int(batch_id), "rows": int(rows),
-                "newest_event_at": newest_event_ms, "committed_at": committed_ms,
+                "job": self.job, "query": query, "batch_id": int(batch_id), "rows": int(found.rows),
+                "newest_event_at": found.newest_ms, "committed_at": committed_ms, "probes": list(found.probes),
             }, committed_ms)
         except Exception as exc:  # noqa: BLE001 - whatever it is, the data batch must not fail for it
             self.failures += 1

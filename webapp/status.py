@@ -111,7 +111,7 @@ class FeederStatus:
                  sorted((n, t.lag, t.records, t.last_event_ms, sorted(t.mismatches.items()))
                         for n, t in self.topics.items()),
                  sorted((n, q.batch_id, q.committed_ms) for n, q in self.layers.items())]
-        return hashlib.sha1(json.dumps(shown).encode()).hexdigest()[:12]
+        return hashlib.blake2b(json.dumps(shown).encode(), digest_size=6).hexdigest()
 
     def as_json(self, now: float | None = None) -> dict[str, Any]:
         body = asdict(self)

@@ -61,6 +61,9 @@ def test_each_committed_batch_publishes_its_newest_event_time_after_the_commit(s
         (ORD, "c1", order("o1", "c1", T0 + 2 * DAY, 10.0)),
         (ORD, "c1", order("o2", "c1", T0 + 5 * DAY, 30.0)),  # the newest event of the batch
         (A, "c1", activation("a1", "c1", T0 + 4 * DAY, "delivered")),
+        # a probe customer (make verify): named in the status of every batch that committed its rows
+        (P, "probe-0a1b2c", profile("probe-0a1b2c", T0 + DAY)),
+        (ORD, "probe-0a1b2c", order("probe-o1", "probe-0a1b2c", T0 + DAY, 1.0)),
     ]
     pipeline.produce(kafka_broker, env, events)
     pipeline.run(bronze, spark, env)
@@ -70,6 +73,7 @@ def test_each_committed_batch_publishes_its_newest_event_time_after_the_commit(s
     assert bronze_status["job"] == "bronze" and bronze_status["query"] == "bronze" and bronze_status["batch_id"] == 0
     assert bronze_status["rows"] == len(events)
     assert bronze_status["newest_event_at"] == newest == T0 + 5 * DAY
+    assert bronze_status["probes"] == ["probe-0a1b2c"]
     # published after the Delta commits of the batch, never before
     for entity in ("customer_profile", "order_placed", "activation_status"):
         assert bronze_status["committed_at"] >= commit_ms(spark, env.table("bronze", entity), f"bronze:{entity}@0")
@@ -77,10 +81,11 @@ def test_each_committed_batch_publishes_its_newest_event_time_after_the_commit(s
     pipeline.run(silver, spark, env)
     found = dict(statuses(env)[1:])
     assert set(found) == {"silver_customers", "silver_orders", "silver_activations"}
-    assert {q: (s["job"], s["batch_id"], s["rows"], s["newest_event_at"]) for q, s in found.items()} == {
-        "silver_customers": ("silver", 0, 1, T0 + 3 * DAY),
-        "silver_orders": ("silver", 0, 2, T0 + 5 * DAY),
-        "silver_activations": ("silver", 0, 1, T0 + 4 * DAY),
+    assert {q: (s["job"], s["batch_id"], s["rows"], s["newest_event_at"], s["probes"])
+            for q, s in found.items()} == {
+        "silver_customers": ("silver", 0, 2, T0 + 3 * DAY, ["probe-0a1b2c"]),
+        "silver_orders": ("silver", 0, 3, T0 + 5 * DAY, ["probe-0a1b2c"]),
+        "silver_activations": ("silver", 0, 1, T0 + 4 * DAY, []),
     }
     for query, s in found.items():
         entity = query.removeprefix("silver_")
@@ -89,9 +94,9 @@ def test_each_committed_batch_publishes_its_newest_event_time_after_the_commit(s
 
     pipeline.run(gold, spark, env)
     ((key, g),) = statuses(env)[4:]
-    (row,) = spark.read.format("delta").load(env.table("gold", "c360")).collect()
+    (row,) = spark.read.format("delta").load(env.table("gold", "c360")).where("customer_id = 'c1'").collect()
     # gold's rows carry the newest event time seen (updated_at = as_of): that is the layer's event time
-    assert (key, g["job"], g["batch_id"], g["rows"]) == ("gold_c360", "gold", 0, 1)
+    assert (key, g["job"], g["batch_id"], g["rows"], g["probes"]) == ("gold_c360", "gold", 0, 2, ["probe-0a1b2c"])
     assert g["newest_event_at"] == int(row.updated_at.timestamp() * 1000) == T0 + 5 * DAY
     assert g["committed_at"] >= commit_ms(spark, env.table("gold", "c360"), "gold:c360@0")
 

@@ -32,6 +32,6 @@ SAMPLES: dict[str, dict] = {
     },
     topics.PIPELINE_STATUS.name: {
         "job": "silver", "query": "silver_orders", "batch_id": 42, "rows": 17,
-        "newest_event_at": 1_767_229_200_000, "committed_at": 1_767_229_203_500,
+        "newest_event_at": 1_767_229_200_000, "committed_at": 1_767_229_203_500, "probes": ["probe-0a1b2c3d4e5f"],
     },
 }

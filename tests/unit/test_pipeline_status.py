@@ -25,8 +25,12 @@ def test_layers_survive_the_round_trip_through_redis_and_the_api_adds_the_lag():
     assert FeederStatus.from_json(json.dumps(older)).layers == {}
 
 def test_a_batch_of_several_tables_is_one_status():
-    assert spark_status.combine([(3, 100), (0, None), (2, 250)]) == (5, 250)
-    assert spark_status.combine([]) == (0, None)
+    M = spark_status.Measured
+    assert spark_status.combine([M(3, 100, ("probe-b",)), M(0, None), M(2, 250, ("probe-a", "probe-b"))]) == M(
+        5, 250, ("probe-a", "probe-b"))
+    assert spark_status.combine([]) == M(0, None, ())
+    many = [M(1, 1, (f"probe-{i:02d}",)) for i in range(30)]
+    assert len(spark_status.combine(many).probes) == 20  # a status names a bounded number of probes
     stamp = dt.datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=dt.UTC)
     assert spark_status.millis(stamp) == int(stamp.timestamp() * 1000)
     assert spark_status.millis(stamp.astimezone().replace(tzinfo=None)) == int(stamp.timestamp() * 1000)
