@@ -57,7 +57,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from schemas import topics
+from schemas import probes, topics
 from webapp import model
 from webapp.model import COLUMN_BY_KEY, COLUMNS, Column
 from webapp.records import Record
@@ -81,6 +81,7 @@ STATUS = "feeder:status"
 RESET_PATTERNS = ("customer:*", "customers:*", "cache:*", "insights:*", "actions:*")
 SCORE_BUCKETS = 10
 TOP_N = 10
+PROBE_TTL_S = 3600  # a make verify probe's hash expires after its last write (schemas/probes.py)
 
 RedisError = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, redis.exceptions.BusyLoadingError)
 
@@ -406,6 +407,11 @@ class CacheWriter:
             if gone:
                 tx.hdel(key, *gone)
         was, now = listed(old), listed(new)
+        if probes.is_probe(customer_id):
+            # make verify's probes: readable by id, never listed, searched or counted; gone after a while
+            was = now = False
+            if new:
+                tx.expire(key, PROBE_TTL_S)
         old_values, new_values = model.typed(old), model.typed(new)
         old_idx = index_entries(customer_id, old_values) if was else {}
         new_idx = index_entries(customer_id, new_values) if now else {}

@@ -13,6 +13,7 @@ import sys
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from schemas.probes import PROBE_PREFIX
 from spark import model as M
 from spark import preflight, tables
 from spark.entities import ACTIVATIONS, CUSTOMERS, ORDERS
@@ -37,12 +38,15 @@ def inputs(settings: JobSettings) -> None:
 
 
 def silver(spark: SparkSession, settings: JobSettings):  # noqa: ANN201
+    """Silver's customers, orders and activations without make verify's probe customers (never trained
+    or evaluated on: schemas/probes.py)."""
+
     def read(e):  # noqa: ANN001, ANN202
         path = settings.table("silver", e.silver)
         if not tables.exists(spark, path):  # any filesystem, also those inputs() cannot see
             raise preflight.DependencyError("Delta table missing", path, settings.env_name("delta_root"),
                                             f"no Delta table there ({RUN_FIRST})")
-        return spark.read.format("delta").load(path)
+        return spark.read.format("delta").load(path).where(~F.col("customer_id").startswith(PROBE_PREFIX))
 
     return read(CUSTOMERS), read(ORDERS), read(ACTIVATIONS)
 

@@ -125,6 +125,32 @@ def test_rows_carry_the_typed_values_of_the_three_view_topics(writer, reader):
         assert row["in_consolidated_view"] == ("first_name" in exp)
 
 
+def test_a_probe_customer_is_readable_by_id_but_never_listed_counted_or_kept(url, writer, reader):
+    # make verify's probes (schemas/probes.py) go through the whole pipeline but are not customers
+    expected = populate(writer, 12)
+    before = reader.insights()
+    epoch = writer.epoch()
+    rng = random.Random(5)
+    probe = "probe-0a1b2c3d4e5f"
+    writer.write_batch(epoch, [
+        Record(CONSOLIDATED, probe, consolidated(probe, 1, rng), 10),
+        Record(SCORE, probe, {"customer_id": probe, "score": 0.99, "model_version": "m1",
+                              "behavioural_stage": "customer", "scored_at": 5}, 11),
+        Record(SEGMENT, probe, {"customer_id": probe, "segment": "vip_evangelist"}, 12),
+    ], {})
+    view, _ = reader.customer(probe)
+    assert view is not None and view["score"] == 0.99 and view["segment"] == "vip_evangelist"
+    after = reader.insights()
+    assert (after.customers, after.segments, after.stages, after.scores) == (
+        before.customers, before.segments, before.stages, before.scores) == (
+        len(expected), after.segments, after.stages, after.scores)
+    assert probe not in [r["customer_id"] for r in after.top]
+    assert reader.page("customer_id", "asc", 1, 50).total == len(expected)
+    assert reader.page("customer_id", "asc", 1, 50, "probe").total == 0
+    ttl = redis.Redis.from_url(url).ttl(cache_mod.customer_key(probe))
+    assert 0 < ttl <= cache_mod.PROBE_TTL_S
+
+
 def test_search_is_a_bounded_prefix_match_over_names_email_domain_and_id(writer, reader):
     populate(writer, 200)
     by_last = reader.page("name", "asc", 1, 50, "name01")  # last names Name010..Name019 (not 010: no row)
