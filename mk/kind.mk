@@ -23,8 +23,8 @@ SPARK_OPERATOR_CHART_VERSION := 2.5.2
 KAFKA_UI_CHART_VERSION       := 1.5.2
 # Requests of the default stack with kind's own pods, and the Docker memory they need
 # (tests/manifests/test_budget_memory.py computes and prints them; kind-up warns when Docker has less).
-MEMORY_REQUEST_MIB ?= 7570
-CPU_REQUEST_M      ?= 2510
+MEMORY_REQUEST_MIB ?= 7666
+CPU_REQUEST_M      ?= 2560
 DOCKER_MEMORY_GIB  ?= 8
 
 # Helm: the one on PATH, else the pinned build in .cache/bin (make helm-tool).
@@ -44,10 +44,16 @@ KIND_ENV      = KIND_CLUSTER=$(KIND_CLUSTER) NAMESPACE=$(NAMESPACE) RELEASE=$(RE
 TEST_MANIFESTS_DEPS += $(HELM_TOOL) chart-sync
 TEST_CLUSTER_DEPS += $(HELM_TOOL) chart-sync
 
-.PHONY: kind-up kind-down kind-clean-delta kind-seed images pipeline ui spark-sql ksql status logs helm-tool chart-sync chart-render
+.PHONY: kind-up kind-down kind-clean-delta kind-seed images pipeline ui spark-sql ksql status logs helm-tool chart-sync chart-render verify verify-local
 
 kind-up: ## kind cluster + images + Redpanda, Spark Operator, Kafka UI + our chart + pipeline + seed; prints the URLs
 	@$(KIND_ENV) scripts/kind-up.sh
+
+verify: ## prove the running stack: a probe customer through Kafka, ksqlDB, web UI, bronze/silver/gold, score; PASS n/n
+	@$(KIND_ENV) scripts/verify.sh
+
+verify-local: venv ## the same verify against the endpoints in the environment (KAFKA_BOOTSTRAP_SERVERS, KSQLDB_URL, WEB_URL, ...)
+	@$(PY) -m verify
 
 kind-clean-delta: ## empty ./data/delta (the Delta tables; owned by Spark's uid 185) from a container; cluster down first
 	@$(KIND_ENV) scripts/kind-clean-delta.sh

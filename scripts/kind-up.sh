@@ -99,6 +99,11 @@ wait_for "seed" "${KIND_SEED_TIMEOUT:-900}" jobs_complete "$NAMESPACE" "app.kube
 # elsewhere must not pass for success.
 wait_for "every pod Ready" "$PODS_TIMEOUT" all_pods_ready "$NAMESPACE" redpanda spark-operator kafka-ui || failed=1
 
+if [ "$failed" = 0 ] && [ "${KIND_VERIFY:-1}" = 1 ]; then
+    say "== verify: one probe customer through every hop (make verify; KIND_VERIFY=0 skips it)"
+    verify_release || failed=1
+fi
+
 cat <<EOF
 
 Marketing Engine is up on kind cluster '$KIND_CLUSTER' (kubectl context $KUBE_CONTEXT).
@@ -108,7 +113,7 @@ Marketing Engine is up on kind cluster '$KIND_CLUSTER' (kubectl context $KUBE_CO
   Schema Registry   http://localhost:30081
   HTTP Proxy        http://localhost:30082
   Delta tables      ./data/delta
-Next: make status | make logs C=web | make ksql | make spark-sql | make kind-seed | make kind-down
+Next: make verify | make status | make logs C=web | make ksql | make spark-sql | make kind-seed | make kind-down
 EOF
 if [ "$failed" = 1 ]; then
     say ""

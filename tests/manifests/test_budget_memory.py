@@ -39,12 +39,12 @@ from tests.manifests.test_overrides_redpanda import broker
 TARGET_MIB = 6 * 1024
 # The lowest total the measured figures allow (docs/kubernetes.md#memory-budget says what holds it up);
 # <= TARGET_MIB once the budget is met.
-# 7,570 MiB: the four driver-only Spark JVMs alone need 3,968 MiB at their measured steady state + 10 %
+# 7,666 MiB (with make verify's helm test pod, 96 MiB): the four driver-only Spark JVMs alone need 3,968 MiB at their measured steady state + 10 %
 # (bronze 851, silver 897, gold 853, score 981 MiB resident with a 480m heap and the small-footprint
 # flags); with ksqlDB and Redpanda at 1 GiB each, Kafka UI 384 MiB and kind's 290 MiB there is no honest
 # way to 6,144 MiB. What would: fewer JVMs (the four queries in one or two driver-only applications).
 # (The web UI and its feeder, measured apart since they are two pods: 124 + 87 MiB steady -> 144 + 112 MiB.)
-LOWEST_HONEST_MIB = 7570
+LOWEST_HONEST_MIB = 7666
 # The documented minimum Docker has 3 CPUs: every request of the node must fit in them.
 CPU_BUDGET_M = 3000
 # kind v0.32.0's own pods on the node, with their requests (cpu millicores, memory MiB): kubeadm's
@@ -162,7 +162,7 @@ def budget() -> Budget:
             count = apps[pod.owner.rsplit(":", 1)[0]]["spec"]["executor"]["instances"]
         b.lines.append(Line("marketing-engine", pod.owner.split("/", 1)[1], count,
                             _pod_request(containers, init, "memory"), _pod_request(containers, init, "cpu"),
-                            transient=pod.kind == "Job"))
+                            transient=pod.kind in ("Job", "Pod")))  # Pod: the helm test hook, make verify
     # ---- Redpanda: the broker container's requests as the chart derives them (test_overrides_redpanda).
     # The chart sets no requests on its sidecar and its post-install Job, so they add nothing here.
     rp = broker(REDPANDA_VALUES)

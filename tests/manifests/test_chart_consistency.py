@@ -20,6 +20,7 @@ SETTINGS = {
     "web": ("webapp.settings", "WebSettings", {}),
     "web-feeder": ("webapp.feeder_settings", "FeederSettings", {}),
     "seed": ("seed.settings", "SeedSettings", {}),
+    "verify": ("verify.settings", "VerifySettings", {}),
     "ksql-operator": ("operators.ksql.settings", "OperatorSettings", {}),
     "spark": ("spark.settings", "JobSettings", {"PYTHONPATH": "where the image puts our packages",
                                                 "MALLOC_ARENA_MAX": "read by glibc's malloc in the JVM"}),
@@ -102,6 +103,12 @@ def test_endpoints_follow_the_conventions():
     assert values["kafka"]["bootstrapServers"] == job_cls().bootstrap_servers
     assert values["kafka"]["schemaRegistryUrl"] == job_cls().schema_registry_url
     assert values["delta"]["mountPath"] == job_cls().delta_root
+    verify_cls, _, _ = settings_class("verify")
+    assert pods["verify"]["KSQLDB_URL"]["value"] == verify_cls().ksqldb_url == op_cls().ksqldb_url
+    assert pods["verify"]["WEB_URL"]["value"] == verify_cls().web_url
+    # the probe is published as the web UI publishes (same transport, proxy and registry)
+    for name in ("PUBLISH_TRANSPORT", "REST_PROXY_URL", "SCHEMA_REGISTRY_URL", "KAFKA_BOOTSTRAP_SERVERS"):
+        assert pods["verify"][name]["value"] == pods["web"][name]["value"], name
 
 
 def test_operator_watches_its_own_namespace():

@@ -36,6 +36,8 @@ case "{tool}" in
   helm)
     case "$args" in
       " template "*) exec "$REAL_HELM" "$@" ;;  # rendering needs no cluster: the pinned Helm does it
+      " test "*) if [ -n "${{FAKE_VERIFY_FAIL:-}}" ]; then echo "$FAKE_VERIFY_FAIL"; exit 1; fi
+        echo "PASS 7/7" ;;
       *" --install ${{FAKE_HELM_FAIL:-no-such-release}} "*)
         echo "Error: UPGRADE FAILED: post-upgrade hooks failed: timed out waiting for the condition" >&2; exit 1 ;;
     esac ;;
@@ -146,6 +148,7 @@ def test_kind_up_runs_every_step_in_order_and_again_idempotently(tmp_path):
         index(log, "helm upgrade --install marketing-engine charts/marketing-engine"),
         index(log, f"helm template marketing-engine charts/marketing-engine -n marketing-engine --set pipeline.enabled=true --set managedBy=kubectl --set images.spark.tag={spark} "),
         index(log, "get sparkapplication marketing-engine-score"),
+        index(log, "helm test marketing-engine --kube-context kind-marketing-engine -n marketing-engine --logs"),
     ]
     assert order == sorted(order), "steps out of order:\n" + "\n".join(log)
     # `helm template | kubectl apply -f -`: the two ends of one pipe log their calls in either order.
@@ -314,7 +317,7 @@ def test_a_running_pod_that_is_not_ready_fails_the_run(tmp_path):
 
 
 @pytest.mark.parametrize(("docker_gib", "cpus", "warned"), [
-    (7, 3, "memory"),  # a "7 GiB" VM reports ~6.8 GiB: not enough for the 7,570 MiB of requests
+    (7, 3, "memory"),  # a "7 GiB" VM reports ~6.8 GiB: not enough for the 7,666 MiB of requests
     (8, 3, None),  # the documented minimum (DOCKER_MEMORY_GIB in mk/kind.mk, test_budget_memory)
     (16, 2, "cpu"),
     (16, 4, None),
@@ -405,3 +408,31 @@ def test_spark_sql_pod_is_restricted_and_valid(tmp_path):
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert {"name": "DELTA_ROOT", "value": "/data/delta"} in container["env"]
     assert pod["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"] == "marketing-engine-delta"
+
+
+def test_kind_up_ends_with_make_verify_and_fails_when_a_hop_fails(tmp_path):
+    env = {**fake_tools(tmp_path), "FAKE_VERIFY_FAIL": "FAIL 5/7: first failed hop gold (not seen within 300 s)"}
+    run = run_kind_up(env)
+    assert run.returncode != 0, run.stdout + run.stderr
+    assert "FAIL 5/7: first failed hop gold" in run.stdout
+    assert "Some components were not ready in time or failed" in run.stdout
+    log = calls(env)
+    assert index(log, "get pods") < index(log, "helm test marketing-engine")
+    (tmp_path / "skip").mkdir()
+    skip_env = {**fake_tools(tmp_path / "skip"), "KIND_VERIFY": "0"}
+    skipped = run_kind_up(skip_env)
+    assert skipped.returncode == 0, skipped.stdout + skipped.stderr
+    assert not [c for c in calls(skip_env) if "helm test" in c]
+
+
+def test_make_verify_is_the_charts_helm_test_with_its_log(tmp_path):
+    env = fake_tools(tmp_path)
+    run = subprocess.run(["make", "--no-print-directory", "verify", "HELM=helm"], cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and "PASS 7/7" in run.stdout, run.stdout + run.stderr
+    (call,) = [c for c in calls(env) if c.startswith("helm ")]
+    assert call.startswith("helm test marketing-engine --kube-context kind-marketing-engine -n marketing-engine --logs")
+    failing = subprocess.run(["make", "--no-print-directory", "verify", "HELM=helm"], cwd=REPO,
+                             env={**env, "FAKE_VERIFY_FAIL": "FAIL 6/7: first failed hop score"},
+                             capture_output=True, text=True, timeout=120)
+    assert failing.returncode != 0 and "first failed hop score" in failing.stdout
