@@ -100,12 +100,14 @@ ksql: ## ksql CLI in the cluster, connected to ksqlDB
 	@# The CLI runs inside the server's container: a small heap of its own, not the server's KSQL_HEAP_OPTS.
 	@$(KIND_KUBECTL) exec -it deploy/$(RELEASE)-ksqldb -- env KSQL_HEAP_OPTS="-Xms64m -Xmx192m" ksql http://localhost:8088
 
-status: ## releases, pods, SparkApplications and jobs of the stack
+status: ## releases, pods, SparkApplications, jobs; the cache lag and each Spark layer's freshness (the feeder's status)
 	@"$(HELM)" list -A --kube-context kind-$(KIND_CLUSTER) 2>/dev/null || true
 	@for ns in redpanda spark-operator kafka-ui $(NAMESPACE); do \
 	  echo "== $$ns"; kubectl --context kind-$(KIND_CLUSTER) -n $$ns get pods -o wide 2>/dev/null || true; done
 	@echo "== SparkApplications"; $(KIND_KUBECTL) get sparkapplications 2>/dev/null || true
 	@echo "== Jobs"; $(KIND_KUBECTL) get jobs 2>/dev/null || true
+	@echo "== Pipeline (the feeder's view: cache lag, Spark layers' freshness)"; \
+	  $(KIND_KUBECTL) exec deploy/$(RELEASE)-web-feeder -- python -m webapp.pipeline_status 2>&1 || true
 
 logs: ## recent logs of every component, or follow one: make logs C=web|ksqldb|ksql-operator|redis|seed|topics|spark-bronze|...
 	@if [ -n "$(C)" ]; then \

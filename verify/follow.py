@@ -86,6 +86,8 @@ class Report:
     published_at_ms: int
     elapsed_s: float = 0.0
     notes: list[str] = field(default_factory=list)
+    # per Spark query, its newest batch status seen during the run: (commit time - newest event time) ms
+    freshness: dict[str, int] = field(default_factory=dict)
 
     @property
     def passed(self) -> int:
@@ -102,6 +104,9 @@ class Report:
             out.append(f"  {'PASS' if h.passed else 'FAIL'}  {h.name:7} {when}  {h.what}"
                        + (f": {h.detail}" if h.detail else ""))
         out.extend(f"  note: {n}" for n in self.notes)
+        if self.freshness:
+            out.append("  freshness (newest batch seen: commit time - newest event time): " + ", ".join(
+                f"{q} {ms / 1000:.1f} s" for q, ms in sorted(self.freshness.items())))
         if self.ok:
             out.append(f"PASS {self.passed}/{len(self.hops)}")
         else:
@@ -246,7 +251,7 @@ def run(settings: VerifySettings, *, probe: str | None = None, out: Callable[[st
             f"({settings.rest_proxy_url if settings.transport == 'rest' else settings.bootstrap_servers}); "
             f"following {len(hops)} hops for up to {settings.timeout_s:.0f} s")
         report = Report(probe, list(hops.values()), now_ms)
-        _follow(settings, probe, hops, feed, http, started, out)
+        _follow(settings, probe, hops, feed, http, started, out, report.freshness)
         report.elapsed_s = time.monotonic() - started
         return report
     finally:
@@ -256,7 +261,7 @@ def run(settings: VerifySettings, *, probe: str | None = None, out: Callable[[st
 
 
 def _follow(settings: VerifySettings, probe: str, hops: dict[str, Hop], feed: _Topics | None,
-            http: requests.Session, started: float, out: Callable[[str], None]) -> None:
+            http: requests.Session, started: float, out: Callable[[str], None], freshness: dict[str, int]) -> None:
     deadline = started + settings.timeout_s
     sources_seen: set[str] = set()
     silver_seen: set[str] = set()
@@ -266,7 +271,7 @@ def _follow(settings: VerifySettings, probe: str, hops: dict[str, Hop], feed: _T
         before = {n for n, h in hops.items() if h.passed}
         if feed is not None:
             for msg in feed.poll(0.5):
-                _on_message(msg, probe, hops, started, sources_seen, silver_seen, newest_status, feed)
+                _on_message(msg, probe, hops, started, sources_seen, silver_seen, newest_status, feed, freshness)
         if time.monotonic() >= next_look:
             next_look = time.monotonic() + LOOK_EVERY_S
             _look(settings, probe, hops, http, started)
@@ -283,7 +288,8 @@ def _follow(settings: VerifySettings, probe: str, hops: dict[str, Hop], feed: _T
 
 
 def _on_message(msg: Any, probe: str, hops: dict[str, Hop], started: float, sources_seen: set[str],
-                silver_seen: set[str], newest_status: dict[str, str], feed: _Topics) -> None:
+                silver_seen: set[str], newest_status: dict[str, str], feed: _Topics,
+                freshness: dict[str, int]) -> None:
     topic = msg.topic()
     if topic == topics.PIPELINE_STATUS.name:
         try:
@@ -292,6 +298,8 @@ def _on_message(msg: Any, probe: str, hops: dict[str, Hop], started: float, sour
             newest_status[topic] = f"an undecodable batch status ({_one_line(exc)})"
             return
         layer, query = status["job"], status["query"]
+        if status.get("newest_event_at") is not None:
+            freshness[query] = serde.to_millis(status["committed_at"]) - serde.to_millis(status["newest_event_at"])
         named = probe in (status.get("probes") or [])
         if not named:
             newest_status[layer] = f"newest {query} batch {status['batch_id']} ({status['rows']} rows) without the probe"

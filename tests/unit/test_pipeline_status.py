@@ -40,3 +40,49 @@ def test_a_batch_of_several_tables_is_one_status():
 def test_lags_are_worded_for_people():
     assert [duration(v) for v in (None, 850, 4_200, 185_000, 7_800_000, 277_200_000, -1_500)] == [
         "—", "850 ms", "4.2 s", "3 min 5 s", "2 h 10 min", "3 d 5 h", "-1.5 s"]
+
+
+def test_make_status_prints_each_layers_freshness_from_the_feeders_status_endpoint(capsys):
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from webapp import pipeline_status
+    from webapp.status import TopicStatus
+
+    now = 1_767_229_300_000
+    status = FeederStatus("feeder-1", state="running", heartbeat_ms=now - 2_000, kafka_ok=True, redis_ok=True,
+                          topics={"dom.customer.consolidated.v1": TopicStatus("dom.customer.consolidated.v1", lag=3,
+                                                                              records=60, last_event_ms=now - 5_000)},
+                          dead_letters=0,
+                          layers={"silver_orders": LayerStatus("silver", "silver_orders", 42, 17, now - 4_200, now - 1_000)})
+    lines = pipeline_status.render(status, now)
+    text = "\n".join(lines)
+    assert lines[0].startswith("feeder feeder-1: running, Kafka up, Redis up, reported 2 s ago")
+    assert "dom.customer.consolidated.v1" in text and " 3 " in text and " 60 " in text
+    (silver,) = [line for line in lines if "silver_orders" in line]
+    assert silver.split()[:3] == ["silver_orders", "42", "17"] and silver.endswith("3.2 s")
+    for layer in ("bronze", "gold", "score"):  # a layer without a status says so, nothing invented
+        assert any(line.split()[:1] == [layer] and "nothing published yet" in line for line in lines), layer
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            data = json.dumps(status.as_json()).encode()  # as the feeder's /status serves it
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        assert pipeline_status.main([f"http://127.0.0.1:{server.server_port}/status"]) == 0
+        assert "silver_orders" in capsys.readouterr().out
+    finally:
+        server.shutdown()
+    assert pipeline_status.main(["http://127.0.0.1:9/status"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("pipeline_status: the feeder's status at http://127.0.0.1:9/status cannot be read") \
+        and "\n" not in err
