@@ -97,7 +97,9 @@ def test_make_verify_follows_a_probe_through_the_local_stack_and_names_the_stopp
             rows = [line.split() for line in lines if line.startswith("  PASS ")]
             assert [r[1] for r in rows] == HOPS
             seen = {r[1]: float(r[2]) for r in rows}
-            assert 0 <= seen["kafka"] <= seen["bronze"] <= seen["silver"] <= seen["gold"] <= seen["score"]
+            # each layer reads the one before it (silver's hop waits for all three silver queries: gold may
+            # see the probe's profile and order before silver's activations query has committed it)
+            assert 0 <= seen["kafka"] <= seen["bronze"] <= min(seen["silver"], seen["gold"]) <= seen["gold"] <= seen["score"]
             (fresh,) = [line for line in lines if line.startswith("  freshness ")]
             # (the score job's status may come after its score record, which ends the run)
             assert all(q in fresh for q in ("bronze ", "silver_orders ", "gold_c360 ")), fresh
