@@ -17,7 +17,7 @@ from tests.support.schema_registry_double import SchemaRegistryDouble
 
 
 @contextlib.contextmanager
-def engines(with_broker: bool = True) -> Iterator[SimpleNamespace]:
+def engines(with_broker: bool = True, extra_conf: dict[str, str] | None = None) -> Iterator[SimpleNamespace]:
     with tempfile.TemporaryDirectory(prefix="bench-spark-") as tmp:
         root = Path(tmp)
         broker = start_broker(root / "kafka") if with_broker else None
@@ -25,9 +25,9 @@ def engines(with_broker: bool = True) -> Iterator[SimpleNamespace]:
         # The UDF baseline runs in Python workers: the same interpreter (and fastavro) as this one.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         spark = build_session(
-            "bench", master="local[2]", jars_dir=SPARK_JARS, shuffle_partitions=2,
+            "bench", master="local[2]", jars_dir=SPARK_JARS,
             extra_conf={"spark.ui.enabled": "false", "spark.driver.memory": "3g",
-                        "spark.sql.warehouse.dir": str(root / "warehouse")},
+                        "spark.sql.warehouse.dir": str(root / "warehouse"), **(extra_conf or {})},
         )
         spark.sparkContext.setLogLevel("ERROR")
         try:

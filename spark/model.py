@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from pathlib import Path
 
 from pyspark.ml import Pipeline, PipelineModel
@@ -56,10 +57,10 @@ def load(model_dir: str, version: str) -> PipelineModel:
     return PipelineModel.load(f"{model_dir.rstrip('/')}/{version}")
 
 
-def score(model: PipelineModel, feats: DataFrame) -> DataFrame:
-    """customer_id, behavioural_stage, score (probability of the positive label)."""
+def score(model: PipelineModel, feats: DataFrame, keep: Sequence[str] = ()) -> DataFrame:
+    """customer_id, behavioural_stage, score (probability of the positive label), and ``keep``."""
     out = model.transform(feats)
-    return out.select("customer_id", "behavioural_stage", vector_to_array("probability")[1].alias("score"))
+    return out.select("customer_id", "behavioural_stage", vector_to_array("probability")[1].alias("score"), *keep)
 
 
 def auc(scored: DataFrame, score_col: str = "score", label_col: str = "label") -> float:

@@ -31,7 +31,7 @@ def build_session(
     *,
     master: str | None = None,
     jars_dir: str | Path | None = None,
-    shuffle_partitions: int = 4,
+    shuffle_partitions: int = 1,
     extra_conf: dict[str, str] | None = None,
 ) -> SparkSession:
     builder = SparkSession.builder.appName(app_name)
@@ -39,6 +39,12 @@ def build_session(
         builder = builder.master(master)
     conf = {
         **DELTA_CONF,
+        # A streaming micro-batch holds a handful to a few thousand records: one partition after a
+        # shuffle is plenty (a catch-up batch of 50,000 records still takes seconds). A 2-row MERGE
+        # into a small CDF + deletion-vector table on two busy cores: p50 21 s with 2 partitions,
+        # 9 s with 1 (docs/freshness.md). Adaptive execution stays on: without it a MERGE writes one
+        # file per shuffle partition, and Delta's auto compaction then rewrites them in a commit of
+        # its own.
         "spark.sql.shuffle.partitions": str(shuffle_partitions),
         # Delta rebuilds a table's file list with a Spark job of 50 tasks by default: on a laptop's
         # two cores that was half of every gold micro-batch (8.5 s -> 4.4 s, bench/bench_gold.py).

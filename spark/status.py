@@ -10,9 +10,11 @@ feeder reads it for the insights page's pipeline health.
   ``append_once`` / ``merge_once`` returned True and the rest of the body succeeded; a batch whose
   write failed (the body raised) or a replayed batch whose write was already in the table publishes
   nothing.
-* **Measured after the write.** Rows and newest event time are one small aggregate over what the
-  batch wrote (:func:`observe`, :func:`measured`; 0.4-0.6 s on a warm JVM). Spark's ``Observation``
-  would have been free but breaks Spark ML in the same session (see :class:`Observed`).
+* **Measured on what the batch wrote.** Rows and newest event time are one small aggregate over the
+  rows written (:func:`observe`, :func:`measured`), or columns (:func:`aggregates`) folded into an
+  aggregate the job runs before its writes anyway (bronze); either way published only after the
+  commit. Spark's ``Observation`` would have been free but breaks Spark ML in the same session (see
+  :class:`Observed`).
 * **Never fails the data batch.** Any failure to serialize or deliver (registry or broker down) is
   logged once (again only after a success) and the batch goes on; the next batch's status replaces it.
 """
@@ -44,16 +46,17 @@ FLUSH_TIMEOUT_S = 2.0
 RETRY_AFTER_S = 30.0
 @dataclass(frozen=True)
 class Observed:
-    """A DataFrame a batch wrote and the newest event time to measure on it (after the write).
+    """A DataFrame a batch wrote and the aggregate to measure on it (after the write).
 
     Not Spark's ``Observation``: once a session has used one, the session holds an ObservationManager
     that is not serializable, and Spark ML closures that capture the session (LogisticRegression's
     training summary, which the score job's training builds) then fail with "Task not serializable"
-    (Spark 4.1.1). The price is one small aggregate job per written table and batch."""
+    (Spark 4.1.1). The price is one small aggregate job per written table and batch, unless a job
+    folds :func:`aggregates` into an aggregate it runs anyway (bronze) or measures a frame it has
+    materialised (gold, score)."""
 
     df: DataFrame
-    newest: Column
-    probes: Column
+    columns: tuple[Column, ...]
 
 
 @dataclass(frozen=True)
@@ -65,29 +68,42 @@ class Measured:
     probes: tuple[str, ...] = ()
 
 
-def observe(df: DataFrame, event_time: str | Column | None = None) -> tuple[DataFrame, Observed]:
-    """``df`` unchanged, and what :meth:`StatusPublisher.committed` measures on it once it was written:
-    its row count, newest event time (epoch ms) and probe customers (``schemas.probes``; rows without a
-    customer_id have none)."""
-    newest = F.max(F.unix_millis(F.col(event_time) if isinstance(event_time, str) else event_time)) \
-        if event_time is not None else F.lit(None).cast("long")
-    if "customer_id" in df.columns:
-        cid = F.col("customer_id")
-        found = F.collect_set(F.when(cid.startswith(probe_ids.PROBE_PREFIX), cid))  # nulls are not collected
+def aggregates(event_time: Column | None, customer_id: Column | None, where: Column | None = None) -> list[Column]:
+    """The status figures as aggregate columns ``rows``, ``newest_ms``, ``probes`` over the rows where
+    ``where`` holds (every row when None): a job can compute them inside an aggregate it runs anyway."""
+    def kept(col: Column) -> Column:
+        return col if where is None else F.when(where, col)
+
+    rows = F.count(F.lit(1)) if where is None else F.count(F.when(where, F.lit(1)))
+    newest = F.max(kept(F.unix_millis(event_time))) if event_time is not None else F.lit(None).cast("long")
+    if customer_id is not None:
+        found = F.collect_set(kept(F.when(customer_id.startswith(probe_ids.PROBE_PREFIX), customer_id)))  # nulls skipped
         probes = F.slice(F.array_sort(found), 1, probe_ids.MAX_PROBES_PER_STATUS)
     else:
         probes = F.array().cast("array<string>")
-    return df, Observed(df, newest, probes)
+    return [rows.alias("rows"), newest.alias("newest_ms"), probes.alias("probes")]
 
 
-def measured(observed: Observed) -> Measured:
-    """What a written DataFrame holds, in one small aggregate."""
-    found = observed.df.agg(F.count(F.lit(1)).alias("rows"), observed.newest.alias("newest_ms"),
-                            observed.probes.alias("probes")).first()
+def from_row(found: Any) -> Measured:
+    """The figures :func:`aggregates` computed (a collected Row; None: nothing)."""
     if found is None:
         return Measured()
     newest = found["newest_ms"]
     return Measured(int(found["rows"] or 0), None if newest is None else int(newest), tuple(found["probes"] or ()))
+
+
+def observe(df: DataFrame, event_time: str | Column | None = None) -> tuple[DataFrame, Observed]:
+    """``df`` unchanged, and what :meth:`StatusPublisher.committed` measures on it once it was written:
+    its row count, newest event time (epoch ms) and probe customers (``schemas.probes``; rows without a
+    customer_id have none)."""
+    newest = F.col(event_time) if isinstance(event_time, str) else event_time
+    customer = F.col("customer_id") if "customer_id" in df.columns else None
+    return df, Observed(df, tuple(aggregates(newest, customer)))
+
+
+def measured(observed: Observed) -> Measured:
+    """What a written DataFrame holds, in one small aggregate."""
+    return from_row(observed.df.agg(*observed.columns).first())
 
 
 def combine(parts: Iterable[Measured]) -> Measured:

@@ -28,6 +28,9 @@ KEEP = {
 }
 
 
+NEWEST = "_newest_event_time"
+
+
 class GoldBatch:
     """foreachBatch body. Recency and tenure are measured against event time: ``as_of`` is the newest
     event time the job has seen (a high-water mark), so replays of history and simulated data get
@@ -38,13 +41,11 @@ class GoldBatch:
         self.app_id = f"{JOB}:c360"
         self.high_water = None
         self.status = status.publisher(settings, JOB)
+        self.ledger = tables.Ledger()  # this run's writes: see tables.Ledger
 
-    def _as_of(self, spark: SparkSession, batch: DataFrame):  # noqa: ANN202 - datetime | None
+    def _as_of(self, spark: SparkSession, newest):  # noqa: ANN001, ANN202 - datetime | None
         if self.high_water is None:
             self.high_water = spark.read.format("delta").load(self.path).agg(F.max("updated_at")).first()[0]
-        newest = batch.where(F.col("_change_type").isin("insert", "update_postimage")).agg(
-            F.max(F.greatest("updated_at", "placed_at", "delivered_at"))
-        ).first()[0]
         candidates = [t for t in (self.high_water, newest) if t is not None]
         self.high_water = max(candidates) if candidates else None
         return self.high_water
@@ -59,11 +60,19 @@ class GoldBatch:
                 T_gold.order_deltas(by[ORDERS.silver]),
                 T_gold.activation_deltas(by[ACTIVATIONS.silver]),
             )
+            # Each touched customer's newest event time rides along, so that one aggregate over the
+            # materialised rows gives both the batch's newest event time (for as_of) and the status
+            # figures (it used to be one job over the CDF rows before the MERGE and one after).
+            newest = batch.where(F.col("_change_type").isin("insert", "update_postimage")).groupBy("customer_id").agg(
+                F.max(F.greatest("updated_at", "placed_at", "delivered_at")).alias(NEWEST)
+            )
             # Materialised: the MERGE reads its source more than once, and the CDF rows behind it
             # are cached only for this call.
-            change_rows, touched = status.observe(T_gold.with_change_columns(change_rows))
-            change_rows = change_rows.localCheckpoint()
-            as_of = self._as_of(spark, batch)
+            change_rows = T_gold.with_change_columns(change_rows).join(newest, "customer_id", "left").localCheckpoint()
+            found = change_rows.agg(F.max(NEWEST).alias(NEWEST),
+                                    *status.aggregates(None, F.col("customer_id"))).first()
+            as_of = self._as_of(spark, found[NEWEST])
+            touched = status.from_row(found)
             as_of_col = F.lit(as_of).cast("timestamp") if as_of is not None else F.current_timestamp()
             update, insert = T_gold.merge_clauses(as_of_col)
             # No separate read of the stored rows: the MERGE's own join finds them (a scan of the key
@@ -75,9 +84,9 @@ class GoldBatch:
                 .whenMatchedUpdate(set=update)
                 .whenNotMatchedInsert(values=insert)
             )
-            if tables.merge_once(spark, self.path, self.app_id, batch_id, merge.execute):
+            if tables.merge_once(spark, self.path, self.app_id, batch_id, merge.execute, self.ledger):
                 # Every row the MERGE wrote has updated_at = as_of: the newest event time in gold.
-                self.status.committed("gold_c360", batch_id, [touched], event_time=as_of)
+                self.status.publish("gold_c360", batch_id, touched.rows, status.millis(as_of), touched.probes)
         finally:
             batch.unpersist()
 

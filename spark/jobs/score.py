@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 
 from confluent_kafka.schema_registry import Schema
 from confluent_kafka.schema_registry.error import SchemaRegistryError
@@ -49,14 +50,15 @@ def latest_rows(c360_cdf: DataFrame) -> DataFrame:
     return rows.withColumn("_rn", F.row_number().over(window)).where("_rn = 1").drop("_rn")
 
 
-def score_rows(pipeline_model: PipelineModel, version: str, c360_rows: DataFrame) -> DataFrame:
-    scored = M.score(pipeline_model, features(c360_rows))
+def score_rows(pipeline_model: PipelineModel, version: str, c360_rows: DataFrame, keep: Sequence[str] = ()) -> DataFrame:
+    scored = M.score(pipeline_model, features(c360_rows, keep), keep)
     return scored.select(
         F.coalesce("customer_id", F.lit("")).alias("customer_id"),
         F.round(F.coalesce("score", F.lit(0.0)), 6).alias("score"),
         F.lit(version).alias("model_version"),
         F.coalesce("behavioural_stage", F.lit("prospect")).alias("behavioural_stage"),
         F.current_timestamp().alias("scored_at"),
+        *keep,
     )
 
 
@@ -76,18 +78,22 @@ class ScoreBatch:
         self.topic = settings.topic(topics.PROPENSITY_SCORE)
         self.path = settings.table("gold", "propensity")
         self.status = status.publisher(settings, JOB)
+        self.ledger = tables.Ledger()  # this run's writes: see tables.Ledger
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         spark = batch.sparkSession
-        rows, seen = status.observe(latest_rows(batch), "updated_at")
-        scores = score_rows(self.model, self.version, rows).localCheckpoint()
+        # The event time rides through scoring so that the status is measured on the materialised
+        # scores (a re-read of the change feed and its window before).
+        scored = score_rows(self.model, self.version, latest_rows(batch), keep=["updated_at"]).localCheckpoint()
+        _, seen = status.observe(scored, "updated_at")
+        scores = scored.drop("updated_at")
         merge = (
             DeltaTable.forPath(spark, self.path).alias("t")
             .merge(scores.alias("s"), "t.customer_id = s.customer_id")
             .whenMatchedUpdateAll()
             .whenNotMatchedInsertAll()
         )
-        merged = tables.merge_once(spark, self.path, f"{JOB}:propensity", batch_id, merge.execute)
+        merged = tables.merge_once(spark, self.path, f"{JOB}:propensity", batch_id, merge.execute, self.ledger)
         # At least once on the topic: a replayed batch re-publishes the same scores (keyed, harmless).
         (
             framed_avro(scores, self.schema_id, self.topic.schema_str)

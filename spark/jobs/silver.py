@@ -27,9 +27,13 @@ class SilverBatch:
         self.app_id = f"{JOB}:{entity.silver}"
         self.query = f"silver_{entity.silver}"
         self.status = status.publisher(settings, JOB)
+        self.ledger = tables.Ledger()  # this run's writes: see tables.Ledger
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
-        rows, seen = status.observe(T_silver.dedup(T_silver.to_silver_columns(batch), self.entity),
+        # Materialised once: the MERGE reads its source twice (to find the touched files, then to
+        # write) and the status aggregate once more; each read was a scan of the bronze files and the
+        # dedup's shuffle.
+        rows, seen = status.observe(T_silver.dedup(T_silver.to_silver_columns(batch), self.entity).localCheckpoint(),
                                     self.entity.event_time)
         spark = batch.sparkSession
         target = DeltaTable.forPath(spark, self.path)
@@ -38,7 +42,7 @@ class SilverBatch:
         if newer is not None:
             merge = merge.whenMatchedUpdateAll(condition=newer)
         merge = merge.whenNotMatchedInsertAll()
-        if tables.merge_once(spark, self.path, self.app_id, batch_id, merge.execute):
+        if tables.merge_once(spark, self.path, self.app_id, batch_id, merge.execute, self.ledger):
             self.status.committed(self.query, batch_id, [seen])
 
 

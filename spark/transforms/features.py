@@ -10,6 +10,7 @@ seed's cutoff against the seed's hidden future-window label.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
@@ -32,11 +33,13 @@ FEATURES = [
 NO_ORDER_RECENCY = 365  # recency of a customer who never ordered: "long ago"
 
 
-def features(c360: DataFrame) -> DataFrame:
-    """Gold C360 rows -> customer_id, behavioural_stage and numeric, null-free features."""
+def features(c360: DataFrame, keep: Sequence[str] = ()) -> DataFrame:
+    """Gold C360 rows -> customer_id, behavioural_stage and numeric, null-free features (and the
+    columns named in ``keep``, unchanged)."""
     return c360.select(
         "customer_id",
         "behavioural_stage",
+        *keep,
         F.col("order_count").cast("double").alias("order_count"),
         F.log1p(F.col("lifetime_value")).alias("log_lifetime_value"),
         F.coalesce(F.col("avg_order_value"), F.lit(0.0)).alias("avg_order_value"),

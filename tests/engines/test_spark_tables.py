@@ -67,3 +67,30 @@ def test_auto_compaction_keeps_the_file_count_bounded_and_downstream_reads_exact
 
     spark.sql(f"VACUUM delta.`{path}`")  # the README's housekeeping statement runs on such a table
     assert spark.read.format("delta").load(path).count() == 6
+
+
+def test_ledger_skips_the_history_look_only_for_batches_newer_than_its_own_writes(spark, delta_root, monkeypatch):
+    path = str(delta_root / "ledger")
+    tables.ensure(spark, path, SCHEMA)
+    looks = []
+    real_committed = tables.committed
+
+    def counting(spark_, path_, token):  # noqa: ANN001, ANN202
+        looks.append(token)
+        return real_committed(spark_, path_, token)
+
+    monkeypatch.setattr(tables, "committed", counting)
+
+    def rows(i: int):  # noqa: ANN202
+        return spark.createDataFrame([(i, str(i))], SCHEMA)
+
+    run = tables.Ledger()
+    assert tables.append_once(rows(0), path, "app", 0, ledger=run)
+    assert looks == ["app@0"], "a run's first batch (a restart may replay it) is looked up"
+    assert tables.append_once(rows(1), path, "app", 1, ledger=run)
+    assert looks == ["app@0"], "a batch newer than this run's last write cannot be in the table"
+    assert not tables.append_once(rows(1), path, "app", 1, ledger=run), "the same batch again is found"
+    restarted = tables.Ledger()
+    assert not tables.append_once(rows(1), path, "app", 1, ledger=restarted), "a new run's replay is found"
+    assert looks == ["app@0", "app@1", "app@1"]
+    assert sorted(r.id for r in spark.read.format("delta").load(path).collect()) == [0, 1]
