@@ -239,5 +239,5 @@ all_pods_ready() { # <namespace>...
 # make verify in the cluster: the chart's helm test hook (python -m verify in a pod of the release's
 # namespace, with the web UI's endpoints), its log printed; the exit status is the verdict.
 verify_release() {
-    "$HELM" test "$RELEASE" --kube-context "$KUBE_CONTEXT" -n "$NAMESPACE" --logs --timeout "${VERIFY_TIMEOUT:-10m}"
+    "$HELM" test "$RELEASE" --kube-context "$KUBE_CONTEXT" -n "$NAMESPACE" --logs --timeout "${VERIFY_TIMEOUT:-15m}"
 }
