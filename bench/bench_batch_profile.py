@@ -35,11 +35,9 @@ from pyspark.sql import DataFrame, DataFrameWriter
 from pyspark.sql.classic.dataframe import DataFrame as ClassicDataFrame
 
 from bench.bench_freshness import Watcher
-from bench.spark_env import engines
-from seed.simulator import SimConfig, Simulator
+from bench.spark_env import engines, history_and_model
 from spark import runtime, status
-from spark.jobs import bronze, gold, score, silver, train
-from tests.support import pipeline
+from spark.jobs import bronze, gold, score, silver
 
 JOBS = (bronze, silver, gold, score)
 REPO_DIRS = ("/spark/", "/bench/")
@@ -210,16 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     started = time.monotonic()
     with engines(extra_conf={"spark.ui.retainedJobs": "100000"}) as env:
-        batch = pipeline.job_settings(env.broker.bootstrap, env.registry.url, str(env.root / "delta"), pipeline.new_prefix())
-        pipeline.create_topics(env.broker, batch)
-        sim = Simulator(SimConfig(customers=200, days=30, seed=3))
-        pipeline.produce(env.broker, batch, ((e.topic, e.key, e.record) for e in sim.events()))
-        for job in (bronze, silver, gold):
-            pipeline.run(job, env.spark, batch)
-        train.run(env.spark, batch)
-        print(f"history loaded and model trained in {time.monotonic() - started:.0f} s", flush=True)
-        live = pipeline.job_settings(env.broker.bootstrap, env.registry.url, batch.delta_root, batch.topic_prefix,
-                                     TRIGGER_INTERVAL=args.trigger)
+        live = history_and_model(env, args.trigger).live
         undo = instrument()
         queries = [q for job in JOBS for q in job.start(env.spark, live)]
         watcher = Watcher(env, live)

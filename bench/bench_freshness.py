@@ -30,10 +30,9 @@ import yaml
 from confluent_kafka import Consumer
 from pyspark.sql import functions as F
 
-from bench.spark_env import engines, percentile
+from bench.spark_env import engines, history_and_model, percentile
 from schemas import serde, topics
-from seed.simulator import SimConfig, Simulator
-from spark.jobs import bronze, gold, score, silver, train
+from spark.jobs import bronze, gold, score, silver
 from tests.support import pipeline
 from tests.support.paths import REPO, SPARK_JARS
 
@@ -241,16 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     results: list[Result] = []
     with engines() as env:
-        batch = pipeline.job_settings(env.broker.bootstrap, env.registry.url, str(env.root / "delta"), pipeline.new_prefix())
-        pipeline.create_topics(env.broker, batch)
-        sim = Simulator(SimConfig(customers=200, days=30, seed=3))
-        pipeline.produce(env.broker, batch, ((e.topic, e.key, e.record) for e in sim.events()))
-        for job in (bronze, silver, gold):
-            pipeline.run(job, env.spark, batch)
-        train.run(env.spark, batch)
-        print(f"history loaded and model trained in {time.monotonic() - started:.0f} s", flush=True)
-        live = pipeline.job_settings(env.broker.bootstrap, env.registry.url, batch.delta_root, batch.topic_prefix,
-                                     TRIGGER_INTERVAL=args.trigger)
+        live = history_and_model(env, args.trigger).live
         for mode in modes:
             t0 = time.monotonic()
             try:

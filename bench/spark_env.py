@@ -39,6 +39,30 @@ def engines(with_broker: bool = True, extra_conf: dict[str, str] | None = None) 
                 broker.stop()
 
 
+def history_and_model(env: SimpleNamespace, trigger: str) -> SimpleNamespace:
+    """A small simulated history (200 customers x 30 days) through bronze, silver and gold, a model
+    trained on it, and the settings of the live jobs over the same tables and topics with ``trigger``.
+    Returns (batch, live) settings."""
+    import time
+
+    from seed.simulator import SimConfig, Simulator
+    from spark.jobs import bronze, gold, silver, train
+    from tests.support import pipeline
+
+    started = time.monotonic()
+    batch = pipeline.job_settings(env.broker.bootstrap, env.registry.url, str(env.root / "delta"), pipeline.new_prefix())
+    pipeline.create_topics(env.broker, batch)
+    sim = Simulator(SimConfig(customers=200, days=30, seed=3))
+    pipeline.produce(env.broker, batch, ((e.topic, e.key, e.record) for e in sim.events()))
+    for job in (bronze, silver, gold):
+        pipeline.run(job, env.spark, batch)
+    train.run(env.spark, batch)
+    print(f"history loaded and model trained in {time.monotonic() - started:.0f} s", flush=True)
+    live = pipeline.job_settings(env.broker.bootstrap, env.registry.url, batch.delta_root, batch.topic_prefix,
+                                 TRIGGER_INTERVAL=trigger)
+    return SimpleNamespace(batch=batch, live=live)
+
+
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     if not ordered:
