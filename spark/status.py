@@ -74,7 +74,7 @@ def aggregates(event_time: Column | None, customer_id: Column | None, where: Col
     def kept(col: Column) -> Column:
         return col if where is None else F.when(where, col)
 
-    rows = F.count(F.lit(1)) if where is None else F.count(F.when(where, F.lit(1)))
+    rows = F.count(kept(F.lit(1)))
     newest = F.max(kept(F.unix_millis(event_time))) if event_time is not None else F.lit(None).cast("long")
     if customer_id is not None:
         found = F.collect_set(kept(F.when(customer_id.startswith(probe_ids.PROBE_PREFIX), customer_id)))  # nulls skipped
@@ -139,22 +139,16 @@ class StatusPublisher:
         self.published = 0
         self.failures = 0
 
-    def committed(self, query: str, batch_id: int, observed: Iterable[Observed], *,
-                  event_time: dt.datetime | None = None) -> bool:
+    def committed(self, query: str, batch_id: int, observed: Iterable[Observed]) -> bool:
         """Publish that ``query`` committed ``batch_id``: rows and newest event time from the observations
-        of the writes that ran (:func:`observe`; the event time is ``event_time`` instead when given).
-        Call it only after the commit succeeded. Returns whether the status was acknowledged; never
-        raises: measuring happens inside the same guard as sending."""
-        def figures() -> Measured:
-            found = combine(measured(o) for o in observed)
-            return found if event_time is None else Measured(found.rows, millis(event_time), found.probes)
+        of the writes that ran (:func:`observe`). Call it only after the commit succeeded. Returns
+        whether the status was acknowledged; never raises: measuring happens inside the same guard
+        as sending."""
+        return self._publish(query, batch_id, lambda: combine(measured(o) for o in observed))
 
-        return self._publish(query, batch_id, figures)
-
-    def publish(self, query: str, batch_id: int, rows: int, newest_event_ms: int | None,
-                probes: Iterable[str] = ()) -> bool:
+    def publish(self, query: str, batch_id: int, found: Measured) -> bool:
         """Publish a status from known figures (:meth:`committed` measures them first)."""
-        return self._publish(query, batch_id, lambda: Measured(rows, newest_event_ms, tuple(probes)))
+        return self._publish(query, batch_id, lambda: found)
 
     def _publish(self, query: str, batch_id: int, figures: Callable[[], Measured]) -> bool:
         committed_ms = int(self._clock() * 1000)

@@ -83,9 +83,7 @@ HOP_WHAT = {
 class Report:
     probe: str
     hops: list[Hop]
-    published_at_ms: int
     elapsed_s: float = 0.0
-    notes: list[str] = field(default_factory=list)
     # per Spark query, its newest batch status seen during the run: (commit time - newest event time) ms
     freshness: dict[str, int] = field(default_factory=dict)
 
@@ -103,7 +101,6 @@ class Report:
             when = f"{h.seen_s:6.1f} s" if h.passed else "   --   "
             out.append(f"  {'PASS' if h.passed else 'FAIL'}  {h.name:7} {when}  {h.what}"
                        + (f": {h.detail}" if h.detail else ""))
-        out.extend(f"  note: {n}" for n in self.notes)
         if self.freshness:
             out.append("  freshness (newest batch seen: commit time - newest event time): " + ", ".join(
                 f"{q} {ms / 1000:.1f} s" for q, ms in sorted(self.freshness.items())))
@@ -250,8 +247,8 @@ def run(settings: VerifySettings, *, probe: str | None = None, out: Callable[[st
         out(f"verify: probe {probe} published through {settings.transport} "
             f"({settings.rest_proxy_url if settings.transport == 'rest' else settings.bootstrap_servers}); "
             f"following {len(hops)} hops for up to {settings.timeout_s:.0f} s")
-        report = Report(probe, list(hops.values()), now_ms)
-        _follow(settings, probe, hops, feed, http, started, out, report.freshness)
+        report = Report(probe, list(hops.values()))
+        _Follow(settings, probe, hops, feed, http, started, report.freshness).run(out)
         report.elapsed_s = time.monotonic() - started
         return report
     finally:
@@ -260,99 +257,112 @@ def run(settings: VerifySettings, *, probe: str | None = None, out: Callable[[st
             feed.close()
 
 
-def _follow(settings: VerifySettings, probe: str, hops: dict[str, Hop], feed: _Topics | None,
-            http: requests.Session, started: float, out: Callable[[str], None], freshness: dict[str, int]) -> None:
-    deadline = started + settings.timeout_s
-    sources_seen: set[str] = set()
-    silver_seen: set[str] = set()
-    newest_status: dict[str, str] = {}  # layer -> the newest batch seen without the probe
-    next_look = 0.0
-    while time.monotonic() < deadline and not all(h.passed for h in hops.values()):
-        before = {n for n, h in hops.items() if h.passed}
-        if feed is not None:
-            for msg in feed.poll(0.5):
-                _on_message(msg, probe, hops, started, sources_seen, silver_seen, newest_status, feed, freshness)
-        if time.monotonic() >= next_look:
-            next_look = time.monotonic() + LOOK_EVERY_S
-            _look(settings, probe, hops, http, started)
-        else:
-            time.sleep(0.05)
-        for name in hops:
-            if name not in before and hops[name].passed:
-                out(f"  seen in {name} after {hops[name].seen_s:.1f} s")
-    for layer, seen in newest_status.items():
-        if layer in hops and not hops[layer].passed:
-            hops[layer].last(seen)
-    if "kafka" in hops and not hops["kafka"].passed:
-        hops["kafka"].last(f"only on {', '.join(sorted(sources_seen)) or 'no topic'}")
+class _Follow:
+    """One run's watch: what each hop has seen so far, from the topics (fed) and the HTTP hops (asked)."""
 
+    def __init__(self, settings: VerifySettings, probe: str, hops: dict[str, Hop], feed: _Topics | None,
+                 http: requests.Session, started: float, freshness: dict[str, int]):
+        self.settings, self.probe, self.hops, self.feed, self.http = settings, probe, hops, feed, http
+        self.started = started
+        self.freshness = freshness  # query -> commit time - newest event time (ms) of its newest status
+        self.sources_seen: set[str] = set()
+        self.silver_seen: set[str] = set()
+        self.newest_status: dict[str, str] = {}  # layer -> the newest batch seen without the probe
 
-def _on_message(msg: Any, probe: str, hops: dict[str, Hop], started: float, sources_seen: set[str],
-                silver_seen: set[str], newest_status: dict[str, str], feed: _Topics,
-                freshness: dict[str, int]) -> None:
-    topic = msg.topic()
-    if topic == topics.PIPELINE_STATUS.name:
+    def run(self, out: Callable[[str], None]) -> None:
+        hops = self.hops
+        deadline = self.started + self.settings.timeout_s
+        next_look = 0.0
+        while time.monotonic() < deadline and not all(h.passed for h in hops.values()):
+            before = {n for n, h in hops.items() if h.passed}
+            if self.feed is not None:
+                for msg in self.feed.poll(0.5):
+                    self.on_message(msg)
+            if time.monotonic() >= next_look:
+                next_look = time.monotonic() + LOOK_EVERY_S
+                self.look()
+            else:
+                time.sleep(0.05)
+            for name in hops:
+                if name not in before and hops[name].passed:
+                    out(f"  seen in {name} after {hops[name].seen_s:.1f} s")
+        for layer, seen in self.newest_status.items():
+            if layer in hops and not hops[layer].passed:
+                hops[layer].last(seen)
+        if "kafka" in hops and not hops["kafka"].passed:
+            hops["kafka"].last(f"only on {', '.join(sorted(self.sources_seen)) or 'no topic'}")
+
+    def on_message(self, msg: Any) -> None:
+        topic, hops = msg.topic(), self.hops
+        if topic == topics.PIPELINE_STATUS.name:
+            self._on_status(msg)
+            return
+        key = msg.key().decode() if msg.key() else None
+        if key != self.probe:
+            return
+        if topic == topics.PROPENSITY_SCORE.name and "score" in hops:
+            try:
+                score = self.feed.score_serde.deserialize(msg.value())  # type: ignore[union-attr]
+                hops["score"].saw(self.started, f"{score.get('score', 0.0):.3f} (model {score.get('model_version')})")
+            except Exception as exc:  # noqa: BLE001
+                hops["score"].last(f"an undecodable score record ({_one_line(exc)})")
+            return
+        self.sources_seen.add(topic)
+        if "kafka" in hops and all(t.name in self.sources_seen for t in SOURCES):
+            hops["kafka"].saw(self.started, "3/3 records")
+
+    def _on_status(self, msg: Any) -> None:
         try:
-            status = feed.status_serde.deserialize(msg.value())
+            status = self.feed.status_serde.deserialize(msg.value())  # type: ignore[union-attr]
         except Exception as exc:  # noqa: BLE001 - one undecodable status is reported, not fatal
-            newest_status[topic] = f"an undecodable batch status ({_one_line(exc)})"
+            # which layer wrote it is unknown: it is the last thing seen of each layer that saw nothing else
+            for layer in ("bronze", "silver", "gold"):
+                self.newest_status.setdefault(layer, f"an undecodable batch status ({_one_line(exc)})")
             return
         layer, query = status["job"], status["query"]
         if status.get("newest_event_at") is not None:
-            freshness[query] = serde.to_millis(status["committed_at"]) - serde.to_millis(status["newest_event_at"])
-        named = probe in (status.get("probes") or [])
-        if not named:
-            newest_status[layer] = f"newest {query} batch {status['batch_id']} ({status['rows']} rows) without the probe"
+            self.freshness[query] = (serde.to_millis(status["committed_at"])
+                                     - serde.to_millis(status["newest_event_at"]))
+        if self.probe not in (status.get("probes") or []):
+            self.newest_status[layer] = (f"newest {query} batch {status['batch_id']} ({status['rows']} rows) "
+                                         "without the probe")
             return
         if layer == "silver":
-            silver_seen.add(query)
-            missing = [q for q in SILVER_QUERIES if q not in silver_seen]
+            self.silver_seen.add(query)
+            missing = [q for q in SILVER_QUERIES if q not in self.silver_seen]
             if missing:
-                newest_status["silver"] = f"named by {', '.join(sorted(silver_seen))}, not yet by {', '.join(missing)}"
+                self.newest_status["silver"] = (f"named by {', '.join(sorted(self.silver_seen))}, "
+                                                f"not yet by {', '.join(missing)}")
                 return
-        if layer in hops:
-            hops[layer].saw(started, f"{query} batch {status['batch_id']}")
-        return
-    key = msg.key().decode() if msg.key() else None
-    if key != probe:
-        return
-    if topic == topics.PROPENSITY_SCORE.name and "score" in hops:
-        try:
-            score = feed.score_serde.deserialize(msg.value())
-            hops["score"].saw(started, f"{score.get('score', 0.0):.3f} (model {score.get('model_version')})")
-        except Exception as exc:  # noqa: BLE001
-            hops["score"].last(f"an undecodable score record ({_one_line(exc)})")
-        return
-    sources_seen.add(topic)
-    if "kafka" in hops and all(t.name in sources_seen for t in SOURCES):
-        hops["kafka"].saw(started, "3/3 records")
+        if layer in self.hops:
+            self.hops[layer].saw(self.started, f"{query} batch {status['batch_id']}")
 
-
-def _look(settings: VerifySettings, probe: str, hops: dict[str, Hop], http: requests.Session,
-          started: float) -> None:
-    timeout = min(5.0, settings.request_timeout_s)
-    if "ksqldb" in hops and not hops["ksqldb"].passed:
-        try:
-            row = pull_query(http, settings.ksqldb_url, probe, timeout)
-        except (requests.RequestException, ValueError, RuntimeError) as exc:
-            hops["ksqldb"].last(f"{settings.ksqldb_url} ({settings.env_name('ksqldb_url')}): {_one_line(exc)}")
-        else:
-            if _complete(row):
-                hops["ksqldb"].saw(started, _describe(row))
+    def look(self) -> None:
+        """Ask the HTTP hops that have not seen the probe yet."""
+        settings, probe, hops, started, http = self.settings, self.probe, self.hops, self.started, self.http
+        timeout = min(5.0, settings.request_timeout_s)
+        if "ksqldb" in hops and not hops["ksqldb"].passed:
+            try:
+                row = pull_query(http, settings.ksqldb_url, probe, timeout)
+            except (requests.RequestException, ValueError, RuntimeError) as exc:
+                hops["ksqldb"].last(f"{settings.ksqldb_url} ({settings.env_name('ksqldb_url')}): {_one_line(exc)}")
             else:
-                hops["ksqldb"].last(_describe(row))
-    if "web" in hops and not hops["web"].passed:
-        url = f"{settings.web_url.rstrip('/')}/api/customers/{probe}"
-        try:
-            resp = http.get(url, timeout=timeout, headers={"Accept": "application/json"})
-            body = resp.json()
-        except (requests.RequestException, ValueError) as exc:
-            hops["web"].last(f"{settings.web_url} ({settings.env_name('web_url')}): {_one_line(exc)}")
-            return
-        if resp.status_code == 200 and _complete(body):
-            hops["web"].saw(started, _describe(body))
-        elif resp.status_code == 200:
-            hops["web"].last(_describe(body))
-        else:
-            reason = (body.get("reason") or body.get("error")) if isinstance(body, dict) else body
-            hops["web"].last(f"HTTP {resp.status_code}: {_one_line(str(reason))}")
+                if _complete(row):
+                    hops["ksqldb"].saw(started, _describe(row))
+                else:
+                    hops["ksqldb"].last(_describe(row))
+        if "web" in hops and not hops["web"].passed:
+            url = f"{settings.web_url.rstrip('/')}/api/customers/{probe}"
+            try:
+                resp = http.get(url, timeout=timeout, headers={"Accept": "application/json"})
+                body = resp.json()
+            except (requests.RequestException, ValueError) as exc:
+                hops["web"].last(f"{settings.web_url} ({settings.env_name('web_url')}): {_one_line(exc)}")
+                return
+            if resp.status_code == 200 and _complete(body):
+                hops["web"].saw(started, _describe(body))
+            elif resp.status_code == 200:
+                hops["web"].last(_describe(body))
+            else:
+                reason = (body.get("reason") or body.get("error")) if isinstance(body, dict) else body
+                hops["web"].last(f"HTTP {resp.status_code}: {_one_line(str(reason))}")

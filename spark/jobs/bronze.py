@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from functools import reduce
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -122,13 +123,10 @@ class BronzeBatch:
                 written.append(figures[entity.name][0])
         bad = sum(figures[e.name][1] for e in decoded)
         if bad:
-            parts = [T_bronze.quarantine(rows) for rows in decoded.values()]
-            quarantined = parts[0]
-            for part in parts[1:]:
-                quarantined = quarantined.unionByName(part)
+            quarantined = reduce(DataFrame.unionByName, [T_bronze.quarantine(rows) for rows in decoded.values()])
             self._quarantine(quarantined.persist(), batch_id, bad)
         if written:  # after every write of the batch succeeded
-            self.status.publish(JOB, batch_id, *_fields(status.combine(written)))
+            self.status.publish(JOB, batch_id, status.combine(written))
 
     @staticmethod
     def _figures(decoded: Mapping[Entity, DataFrame]) -> dict[str, tuple[status.Measured, int]]:
@@ -147,10 +145,7 @@ class BronzeBatch:
                 *status.aggregates(newest, customer, where=good),
                 F.count(F.when(~good, F.lit(1))).alias("bad"),
             ))
-        union = parts[0]
-        for part in parts[1:]:
-            union = union.unionByName(part)
-        return {r.entity: (status.from_row(r), int(r.bad)) for r in union.collect()}
+        return {r.entity: (status.from_row(r), int(r.bad)) for r in reduce(DataFrame.unionByName, parts).collect()}
 
     def _quarantine(self, bad: DataFrame, batch_id: int, count: int) -> None:
         try:
@@ -166,10 +161,6 @@ class BronzeBatch:
             log.warning("batch %s: %d records quarantined", batch_id, count)
         finally:
             bad.unpersist()
-
-
-def _fields(found: status.Measured) -> tuple[int, int | None, tuple[str, ...]]:
-    return found.rows, found.newest_ms, found.probes
 
 
 def start(spark: SparkSession, settings: JobSettings, decode: Decoder = T_bronze.decode_topic) -> list[StreamingQuery]:

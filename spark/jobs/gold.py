@@ -7,6 +7,8 @@ MERGE applies each change to the stored row (spark/transforms/gold.py ``new_row`
 
 from __future__ import annotations
 
+import dataclasses
+
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -86,7 +88,7 @@ class GoldBatch:
             )
             if tables.merge_once(spark, self.path, self.app_id, batch_id, merge.execute, self.ledger):
                 # Every row the MERGE wrote has updated_at = as_of: the newest event time in gold.
-                self.status.publish("gold_c360", batch_id, touched.rows, status.millis(as_of), touched.probes)
+                self.status.publish("gold_c360", batch_id, dataclasses.replace(touched, newest_ms=status.millis(as_of)))
         finally:
             batch.unpersist()
 

@@ -338,6 +338,7 @@ def test_every_number_on_the_insights_page_is_the_json_apis_and_the_lists(url, b
 
 def test_the_spark_layers_freshness_comes_from_the_jobs_status_topic(url, broker, schema_registry, tmp_path):
     from spark import status as spark_status
+    from spark.status import Measured
     from tests.support import pipeline
 
     web = settings(url, broker.bootstrap, schema_registry.url)
@@ -346,12 +347,12 @@ def test_the_spark_layers_freshness_comes_from_the_jobs_status_topic(url, broker
     run = uuid.uuid4().hex[:6]  # queries of this test only (the session broker's topic is shared)
     bronze_q, silver_q = f"bronze-{run}", f"silver_orders-{run}"
     published = [
-        spark_status.StatusPublisher(jobs, "bronze", clock=lambda: now / 1000).publish(bronze_q, 6, 40, now - 9000),
+        spark_status.StatusPublisher(jobs, "bronze", clock=lambda: now / 1000).publish(bronze_q, 6, Measured(40, now - 9000)),
         # the same query again: the newest batch replaces the older one
         spark_status.StatusPublisher(jobs, "bronze", clock=lambda: (now + 5000) / 1000).publish(
-            bronze_q, 7, 3, now + 1200),
+            bronze_q, 7, Measured(3, now + 1200)),
         spark_status.StatusPublisher(jobs, "silver", clock=lambda: (now + 2000) / 1000).publish(
-            silver_q, 2, 1, None),
+            silver_q, 2, Measured(1, None)),
     ]
     assert published == [True, True, True]
     with running(web) as (app, _):
