@@ -82,6 +82,9 @@ ALL_TOPICS: tuple[Topic, ...] = (
 )
 # The raw event topics the seed and the web UI publish and Spark bronze ingests.
 SOURCE_TOPICS: tuple[Topic, ...] = (CUSTOMER_PROFILE, ORDER_PLACED, ACTIVATION_STATUS)
+# What ksqlDB reads that other components write: the raw events and the Spark score job's scores
+# (ksql/060-segments.sql joins them). They must exist before the KSQL operator creates what reads them.
+KSQL_INPUT_TOPICS: tuple[Topic, ...] = (*SOURCE_TOPICS, PROPENSITY_SCORE)
 BY_NAME: dict[str, Topic] = {t.name: t for t in ALL_TOPICS}
 
 

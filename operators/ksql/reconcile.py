@@ -9,6 +9,7 @@ directly against the ksqlDB test double.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -143,22 +144,23 @@ def _state_annotations(topology: statements.Topology | None, records: dict[str, 
         result.annotations[state.APPLIED_HASH] = topology.content_hash
 
 
-def _subject_check(steps: list[Step], rt: Runtime) -> str | None:
-    """The first missing Schema Registry subject an Avro/Protobuf source stream needs, if any.
+def _subject_check(steps: list[Step], rt: Runtime) -> tuple[int, str] | None:
+    """The first step that creates an Avro/Protobuf source whose Schema Registry subject is missing,
+    and that subject, if any.
 
     With explicit columns and no subject yet, ksqlDB would register its own (all-nullable) schema
     for the producers' topic, and the producers' own registration would then be refused as
     incompatible. So the operator waits until the producers have registered theirs."""
     if rt.registry is None:
         return None
-    for step in steps:
+    for n, step in enumerate(steps):
         src = step.source
         if step.action not in {"create", "recreate"} or src is None or src.query:
             continue
         if src.value_format in SCHEMA_FORMATS and src.value_columns:
             subject = f"{src.topic}-value"
             if not rt.registry.subject_exists(subject):
-                return subject
+                return n, subject
     return None
 
 
@@ -213,6 +215,7 @@ def apply(cm: ConfigMapView, rt: Runtime, *, retry: int = 0, reason: str = "chan
     records = dict(records)
     force: set[str] = set()
     executed: list[Step] = []
+    waiting: tuple[str, str, float] | None = None  # (message, subject, delay): a producer's subject is missing
     for _round in range(MAX_FALLBACK_ROUNDS):
         try:
             live = rt.client.catalog()
@@ -235,18 +238,27 @@ def apply(cm: ConfigMapView, rt: Runtime, *, retry: int = 0, reason: str = "chan
                              + ", ".join(plan.adopted))
             for note in plan.notes:
                 result.event("Normal", "Note", note)
-            try:
-                missing = _subject_check(plan.steps, rt)
-            except Unavailable as exc:
-                raise unavailable(exc, "Schema Registry") from None
-            if missing:
-                # A registry lookup is cheap, and the producers may register any moment: poll often.
-                delay = min(settings.backoff_delay(retry), SUBJECT_POLL_MAX)
-                message = (f"ConfigMap {cm.ref}: waiting for Schema Registry subject {missing} (registered by "
-                           f"the producers) before creating the stream that reads it; retrying in {delay:.0f}s")
-                result.event("Normal", "WaitingForSchema", message)
-                _state_annotations(topology, records, f"waiting for subject {missing}", False, result)
-                raise Retry(message, result, delay)
+        waiting = None
+        try:
+            missing = _subject_check(plan.steps, rt)
+        except Unavailable as exc:
+            raise unavailable(exc, "Schema Registry") from None
+        if missing:
+            at, subject = missing
+            # A registry lookup is cheap, and the producers may register any moment: poll often.
+            delay = min(settings.backoff_delay(retry), SUBJECT_POLL_MAX)
+            message = (f"ConfigMap {cm.ref}: waiting for Schema Registry subject {subject} (registered by "
+                       f"the producers) before creating the stream or table that reads it and what "
+                       f"follows it; retrying in {delay:.0f}s")
+            waiting = (message, subject, delay)
+            # What comes before it in dependency order cannot read it: applied now (the web UI's
+            # view need not wait for the score job's first score). Not when the plan tears
+            # something down: a DROP must never wait for its rebuild.
+            if any(s.action in {"terminate", "drop"} for s in plan.steps):
+                at = 0
+            for later in plan.steps[at:]:
+                _mark_pending(records, later)
+            plan = dataclasses.replace(plan, steps=plan.steps[:at])
         for name in plan.removed:
             records.pop(name, None)
 
@@ -312,6 +324,13 @@ def apply(cm: ConfigMapView, rt: Runtime, *, retry: int = 0, reason: str = "chan
         raise Fail(message, result)
 
     result.executed = executed
+    if waiting is not None:
+        message, subject, delay = waiting
+        result.event("Normal", "WaitingForSchema", message)
+        if executed:
+            result.event("Normal", "Applied", f"applied {len(executed)} statement(s) that do not wait for {subject}")
+        _state_annotations(topology, records, f"waiting for subject {subject}", False, result)
+        raise Retry(message, result, delay)
     _state_annotations(topology, records, None, True, result)
     counts: dict[str, int] = {}
     for step in executed:

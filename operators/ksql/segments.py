@@ -27,14 +27,16 @@ import yaml
 RULES_FILE = "segments.yaml"
 BEGIN_MARKER = "-- BEGIN GENERATED segment rules"
 END_MARKER = "-- END GENERATED segment rules"
-_CONDITIONS = {"lifecycle_stage", "min_lifetime_value", "min_order_count", "max_order_count"}
+_CONDITIONS = {"stage", "lifecycle_stage", "min_lifetime_value", "min_order_count", "max_order_count",
+               "min_score", "max_score"}
 # What a rule condition reads, per block tag: the current values, or the previous row's (the second
 # newest of the last two values ``T_SEGMENT_INPUTS`` keeps; ksqlDB arrays are 1-based).
 INPUTS: dict[str, dict[str, str]] = {
     "": {"lifecycle_stage": "`lifecycle_stage`", "lifetime_value": "`lifetime_value`",
-         "order_count": "`order_count`"},
+         "order_count": "`order_count`", "behavioural_stage": "`behavioural_stage`", "score": "`score`"},
     "previous": {"lifecycle_stage": "`lifecycle_stage_history`[1]", "lifetime_value": "`lifetime_value_history`[1]",
-                 "order_count": "`order_count_history`[1]"},
+                 "order_count": "`order_count_history`[1]", "behavioural_stage": "`behavioural_stage_history`[1]",
+                 "score": "`score_history`[1]"},
 }
 _SEGMENT_NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
 
@@ -43,22 +45,38 @@ class RulesError(ValueError):
     """segments.yaml is malformed."""
 
 
+def known_stage(lifecycle_stage: str | None, behavioural_stage: str | None) -> str | None:
+    """The stage the ``stage`` condition reads: the behavioural stage once the customer is scored (what
+    the pipeline knows from the customer's orders and engagements), the declared one until then."""
+    return behavioural_stage if behavioural_stage is not None else lifecycle_stage
+
+
 @dataclass(frozen=True)
 class Rule:
     segment: str
-    stages: tuple[str, ...] = ()  # empty: any stage
+    stages: tuple[str, ...] = ()  # declared lifecycle stage; empty: any
     min_lifetime_value: float | None = None
     min_order_count: int | None = None
     max_order_count: int | None = None
+    known_stages: tuple[str, ...] = ()  # :func:`known_stage`; empty: any
+    min_score: float | None = None  # propensity score; an unscored customer matches no score condition
+    max_score: float | None = None
 
-    def matches(self, stage: str | None, lifetime_value: float, order_count: int) -> bool:
+    def matches(self, stage: str | None, lifetime_value: float, order_count: int,
+                behavioural_stage: str | None = None, score: float | None = None) -> bool:
         if self.stages and stage not in self.stages:
+            return False
+        if self.known_stages and known_stage(stage, behavioural_stage) not in self.known_stages:
             return False
         if self.min_lifetime_value is not None and not lifetime_value >= self.min_lifetime_value:
             return False
         if self.min_order_count is not None and not order_count >= self.min_order_count:
             return False
-        return not (self.max_order_count is not None and not order_count <= self.max_order_count)
+        if self.max_order_count is not None and not order_count <= self.max_order_count:
+            return False
+        if self.min_score is not None and (score is None or not score >= self.min_score):
+            return False
+        return not (self.max_score is not None and (score is None or not score <= self.max_score))
 
 
 @dataclass(frozen=True)
@@ -94,27 +112,33 @@ def parse_rules(doc: Any) -> Rules:
         segment = raw.get("segment")
         if not isinstance(segment, str) or not _SEGMENT_NAME.match(segment):
             raise RulesError(f"rule {n}: segment must be a lower_snake_case name")
-        stages = raw.get("lifecycle_stage", ())
-        stages = (stages,) if isinstance(stages, str) else tuple(stages)
-        if not all(isinstance(s, str) and s and "'" not in s for s in stages):
-            raise RulesError(f"rule {n}: lifecycle_stage must be a stage name or a list of them")
-        min_value = raw.get("min_lifetime_value")
-        if min_value is not None and (
-            isinstance(min_value, bool) or not isinstance(min_value, int | float) or not math.isfinite(min_value)
-        ):
-            raise RulesError(f"rule {n}: min_lifetime_value must be a number")
+        stage_lists = {}
+        for key in ("lifecycle_stage", "stage"):
+            stages = raw.get(key, ())
+            stages = (stages,) if isinstance(stages, str) else tuple(stages)
+            if not all(isinstance(s, str) and s and "'" not in s for s in stages):
+                raise RulesError(f"rule {n}: {key} must be a stage name or a list of them")
+            stage_lists[key] = stages
+        numbers = {}
+        for key in ("min_lifetime_value", "min_score", "max_score"):
+            value = raw.get(key)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value)
+            ):
+                raise RulesError(f"rule {n}: {key} must be a number")
+            numbers[key] = None if value is None else float(value)
+        min_value = numbers["min_lifetime_value"]
         counts = {}
         for key in ("min_order_count", "max_order_count"):
             value = raw.get(key)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
                 raise RulesError(f"rule {n}: {key} must be an integer >= 0")
             counts[key] = value
-        if not stages and min_value is None and counts["min_order_count"] is None and counts[
-            "max_order_count"
-        ] is None:
+        if not any([*stage_lists.values(), *(v is not None for v in numbers.values()),
+                    *(v is not None for v in counts.values())]):
             raise RulesError(f"rule {n}: has no condition (use `default` for the catch-all)")
-        rules.append(Rule(segment, stages, None if min_value is None else float(min_value),
-                          counts["min_order_count"], counts["max_order_count"]))
+        rules.append(Rule(segment, stage_lists["lifecycle_stage"], min_value, counts["min_order_count"],
+                          counts["max_order_count"], stage_lists["stage"], numbers["min_score"], numbers["max_score"]))
     return Rules(tuple(rules), default)
 
 
@@ -126,12 +150,13 @@ def load_rules(path: str | Path) -> Rules:
 
 
 def segment_for(rules: Rules, lifecycle_stage: str | None, lifetime_value: float | None,
-                order_count: int | None) -> str:
-    """The segment a customer falls in (missing metrics count as 0, as in the consolidated view)."""
+                order_count: int | None, behavioural_stage: str | None = None, score: float | None = None) -> str:
+    """The segment a customer falls in (missing metrics count as 0, as in the consolidated view;
+    ``behavioural_stage`` and ``score`` are None until the customer is scored)."""
     value = 0.0 if lifetime_value is None else float(lifetime_value)
     count = 0 if order_count is None else int(order_count)
     for rule in rules.rules:
-        if rule.matches(lifecycle_stage, value, count):
+        if rule.matches(lifecycle_stage, value, count, behavioural_stage, score):
             return rule.segment
     return rules.default
 
@@ -145,16 +170,28 @@ def _number(value: float) -> str:
 
 
 def case_expression(rules: Rules, indent: str = "", inputs: str = "") -> str:
-    """The rules as a ksqlDB CASE expression over `lifecycle_stage`, `lifetime_value`, `order_count`
-    (``inputs=""``) or over the previous values of those (``inputs="previous"``, see :data:`INPUTS`)."""
+    """The rules as a ksqlDB CASE expression over the rule inputs (``inputs=""``) or over their
+    previous values (``inputs="previous"``, see :data:`INPUTS`). A comparison with NULL is not true in
+    ksqlDB, as an unscored customer's score condition is not in :meth:`Rule.matches`."""
     col = INPUTS[inputs]
+    known = f"COALESCE({col['behavioural_stage']}, {col['lifecycle_stage']})"  # :func:`known_stage`
+
+    def one_of(expr: str, stages: tuple[str, ...]) -> str:
+        if len(stages) == 1:
+            return f"{expr} = '{stages[0]}'"
+        return f"{expr} IN (" + ", ".join(f"'{s}'" for s in stages) + ")"
+
     lines = [f"{indent}CASE"]
     for rule in rules.rules:
         conds: list[str] = []
-        if len(rule.stages) == 1:
-            conds.append(f"{col['lifecycle_stage']} = '{rule.stages[0]}'")
-        elif rule.stages:
-            conds.append(f"{col['lifecycle_stage']} IN (" + ", ".join(f"'{s}'" for s in rule.stages) + ")")
+        if rule.stages:
+            conds.append(one_of(col["lifecycle_stage"], rule.stages))
+        if rule.known_stages:
+            conds.append(one_of(known, rule.known_stages))
+        if rule.min_score is not None:
+            conds.append(f"{col['score']} >= {_number(rule.min_score)}")
+        if rule.max_score is not None:
+            conds.append(f"{col['score']} <= {_number(rule.max_score)}")
         if rule.min_lifetime_value is not None:
             conds.append(f"{col['lifetime_value']} >= {_number(rule.min_lifetime_value)}")
         if rule.min_order_count is not None:

@@ -133,12 +133,13 @@ def register(settings: JobSettings, topic: topics.Topic) -> int:
 
 
 def start(spark: SparkSession, settings: JobSettings) -> list[StreamingQuery]:
+    # The contract first, before waiting for gold or a model: ksqlDB's segments read the score topic
+    # and the KSQL operator creates them once this subject exists (ksql/060-segments.sql).
+    schema_id = register(settings, settings.topic(topics.PROPENSITY_SCORE))
     c360 = settings.table("gold", "c360")
     tables.wait_for(spark, c360)
     tables.ensure(spark, settings.table("gold", "propensity"), PROPENSITY_SCHEMA, tables.MERGED)
     pipeline_model, version = model_for_scoring(spark, settings)
-    topic = settings.topic(topics.PROPENSITY_SCORE)
-    schema_id = register(settings, topic)
     source = spark.readStream.format("delta").option("readChangeFeed", "true").load(c360)
     writer = (
         source.writeStream.queryName("score")

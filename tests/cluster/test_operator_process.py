@@ -242,7 +242,7 @@ def release(helm: Helm) -> Iterator[Release]:
 
 @pytest.fixture(scope="module")
 def ksqldb() -> Iterator[KsqlDbDouble]:
-    double = KsqlDbDouble({t.name for t in topics.SOURCE_TOPICS}).start()
+    double = KsqlDbDouble({t.name for t in topics.KSQL_INPUT_TOPICS}).start()
     try:
         yield double
     finally:

@@ -21,7 +21,7 @@ FILES = {p.name: p.read_text() for p in sorted(KSQL_DIR.glob("*.sql"))}
 
 @pytest.fixture
 def ksqldb() -> Iterator[KsqlDbDouble]:
-    double = KsqlDbDouble({t.name for t in topics.SOURCE_TOPICS}).start()
+    double = KsqlDbDouble({t.name for t in topics.KSQL_INPUT_TOPICS}).start()
     try:
         yield double
     finally:

@@ -24,7 +24,7 @@ SAMPLES: dict[str, dict] = {
     },
     topics.SEGMENT_MATERIALIZED.name: {
         "customer_id": CUSTOMER, "segment": "vip_evangelist", "lifecycle_stage": "evangelist",
-        "lifetime_value": 1234.5, "order_count": 12,
+        "lifetime_value": 1234.5, "order_count": 12, "behavioural_stage": "evangelist", "score": 0.81,
     },
     topics.PROPENSITY_SCORE.name: {
         "customer_id": CUSTOMER, "score": 0.81, "model_version": "lr-20260101T000000", "behavioural_stage": "loyal",

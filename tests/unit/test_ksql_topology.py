@@ -100,8 +100,8 @@ def test_each_ksqldb_output_topic_of_the_registry_is_written_by_exactly_one_quer
         assert src.with_props.get("KEY_FORMAT") == "KAFKA"
 
 
-@pytest.mark.parametrize("topic", topics.SOURCE_TOPICS, ids=lambda t: t.name)
-def test_source_streams_declare_exactly_the_avro_fields(topic):
+@pytest.mark.parametrize("topic", topics.KSQL_INPUT_TOPICS, ids=lambda t: t.name)
+def test_sources_over_other_components_topics_declare_exactly_the_avro_fields(topic):
     readers = [s for s in TOPOLOGY.sources if not s.query and s.topic == topic.name]
     assert readers
     fields = {f["name"]: ksql_type(f["type"]) for f in avsc(topic)["fields"]}
@@ -255,8 +255,24 @@ def test_every_segment_name_is_documented_in_the_contract():
         ("customer", 0.0, 0, "nurture"),
     ],
 )
-def test_python_evaluation_of_the_rules(stage, value, count, expected):
+def test_python_evaluation_of_the_rules_before_a_customer_is_scored(stage, value, count, expected):
     assert segments.segment_for(RULES, stage, value, count) == expected
+
+
+@pytest.mark.parametrize(
+    "declared,value,count,behavioural,score,expected",
+    [
+        # the customer: a coin said churn-risk, twelve orders say otherwise
+        ("churn-risk", 782.33, 12, "evangelist", 0.71, "loyal"),
+        ("prospect", 1500.0, 9, "evangelist", 0.8, "vip_evangelist"),
+        ("evangelist", 300.0, 2, "churn-risk", 0.05, "at_risk"),
+        ("churn-risk", 120.0, 2, "customer", 0.45, "ready_to_buy"),
+        ("churn-risk", 120.0, 2, "customer", 0.2, "nurture"),
+        ("customer", 0.0, 0, "prospect", 0.1, "new_prospect"),
+    ],
+)
+def test_python_evaluation_of_the_rules_on_behaviour(declared, value, count, behavioural, score, expected):
+    assert segments.segment_for(RULES, declared, value, count, behavioural, score) == expected
 
 
 def test_rules_are_validated():
@@ -277,3 +293,61 @@ def test_stale_generated_block_is_detected(tmp_path):
     rewritten = (tmp_path / name).read_text()
     assert "`lifetime_value` >= 2000.0" in rewritten and "`lifetime_value_history`[1] >= 2000.0" in rewritten
     assert segments.main(["--check", str(tmp_path)]) == 0
+
+
+# ---- segments on behaviour ------------------------------------------------------------------------
+
+BEHAVIOUR_RULES = segments.parse_rules({"version": 1, "default": "nurture", "rules": [
+    {"segment": "vip", "stage": "evangelist", "min_lifetime_value": 1000},
+    {"segment": "at_risk", "stage": ["churn-risk"]},
+    {"segment": "hot", "min_score": 0.6},
+    {"segment": "cold", "max_score": 0.1, "lifecycle_stage": "customer"},
+]})
+
+
+@pytest.mark.parametrize(
+    "declared,value,count,behavioural,score,expected",
+    [
+        # the coin said churn-risk, the behaviour says evangelist: the behaviour wins
+        ("churn-risk", 1500.0, 12, "evangelist", 0.7, "vip"),
+        ("evangelist", 1500.0, 12, "churn-risk", 0.7, "at_risk"),
+        # not scored yet: the declared stage is all there is
+        ("churn-risk", 1500.0, 12, None, None, "at_risk"),
+        ("evangelist", 1500.0, 12, None, None, "vip"),
+        # score conditions: an unscored customer matches none of them
+        ("customer", 10.0, 1, "customer", 0.6, "hot"),
+        ("customer", 10.0, 1, "customer", 0.1, "cold"),
+        ("customer", 10.0, 1, None, None, "nurture"),
+    ],
+)
+def test_stage_reads_the_behaviour_once_scored_and_the_declared_stage_until_then(
+        declared, value, count, behavioural, score, expected):
+    assert segments.segment_for(BEHAVIOUR_RULES, declared, value, count, behavioural, score) == expected
+
+
+def test_behaviour_conditions_render_as_ksql_over_the_current_and_previous_inputs():
+    now = segments.case_expression(BEHAVIOUR_RULES)
+    assert "WHEN COALESCE(`behavioural_stage`, `lifecycle_stage`) = 'evangelist' AND `lifetime_value` >= 1000.0" in now
+    assert "WHEN `score` >= 0.6 THEN 'hot'" in now
+    assert "WHEN `lifecycle_stage` = 'customer' AND `score` <= 0.1 THEN 'cold'" in now
+    previous = segments.case_expression(BEHAVIOUR_RULES, inputs="previous")
+    assert "COALESCE(`behavioural_stage_history`[1], `lifecycle_stage_history`[1]) = 'churn-risk'" in previous
+    assert "`score_history`[1] >= 0.6" in previous
+    with pytest.raises(segments.RulesError, match="min_score must be a number"):
+        segments.parse_rules({"version": 1, "default": "x", "rules": [{"segment": "a", "min_score": "high"}]})
+    with pytest.raises(segments.RulesError, match="stage must be a stage name"):
+        segments.parse_rules({"version": 1, "default": "x", "rules": [{"segment": "a", "stage": ["it's"]}]})
+
+
+def test_segments_read_the_scores_through_a_co_partitioned_table_join():
+    facts = BY_NAME["T_SEGMENT_FACTS"]
+    assert facts.query and set(facts.reads) == {"T_SEGMENT_CUSTOMER", "T_PROPENSITY_SCORE"}
+    assert "LEFT JOIN T_PROPENSITY_SCORE" in " ".join(facts.text.split())
+    for name, topic in (("T_SEGMENT_CUSTOMER", topics.CUSTOMER_CONSOLIDATED), ("T_PROPENSITY_SCORE",
+                                                                              topics.PROPENSITY_SCORE)):
+        table = BY_NAME[name]
+        assert table.kind == "TABLE" and not table.query and table.topic == topic.name, name
+        assert topic.partitions == topics.CUSTOMER_PROFILE.partitions, "co-partitioned with the view"
+    assert BY_NAME["S_SEGMENT_SOURCE"].topic == facts.topic
+    for column in ("behavioural_stage", "score"):
+        assert f"`{column}_history`" in BY_NAME["T_SEGMENT_INPUTS"].text
