@@ -33,6 +33,8 @@ SPARK_CRD_FILES = tuple(SHARED / "schemas" / "spark-operator" / f"sparkoperator.
 _servers: list[KubeAPIServer] = []
 # name -> callable returning a log tail; added to the report of a failing test while registered
 _process_logs: dict[str, Callable[[], str]] = {}
+# what -> seconds, printed at the end of the run (e.g. the Spark Operator tests' share of the tier)
+_timings: dict[str, float] = {}
 
 
 def _skip_or_fail(message: str) -> None:
@@ -80,6 +82,17 @@ def process_logs() -> dict[str, Callable[[], str]]:
     """Register `name -> log tail callable` (and remove it when the process is gone): the tail is added
     to the report of every test that fails meanwhile."""
     return _process_logs
+
+
+@pytest.fixture(scope="session")
+def tier_timings() -> dict[str, float]:
+    """Record `what -> seconds`: printed in the terminal summary of the run."""
+    return _timings
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    for what, seconds in _timings.items():
+        terminalreporter.write_line(f"cluster tier: {what}: {seconds:.1f}s")
 
 
 @pytest.hookimpl(wrapper=True)
