@@ -21,10 +21,12 @@ import select_pins  # noqa: E402  (images/select_pins.py, the helper both Docker
 
 # Our images: chart values key -> Dockerfile, the uid the chart runs it as, the packages it must contain.
 OURS = {
-    "app": (IMAGES / "app" / "Dockerfile", 10001, ("common", "schemas", "seed", "webapp", "operators")),
+    "app": (IMAGES / "app" / "Dockerfile", 10001,
+            ("common", "schemas", "seed", "webapp", "operators", "verify", "consistency")),
     "spark": (IMAGES / "spark" / "Dockerfile", 185, ("common", "schemas", "spark")),
 }
-FIRST_PARTY = {"common", "schemas", "seed", "webapp", "operators", "spark", "tests", "bench", "tools"}
+FIRST_PARTY = {"common", "schemas", "seed", "webapp", "operators", "spark", "verify", "consistency", "tests", "bench",
+               "tools"}
 # import name -> the pinned distribution that provides it (directly, or as its dependency: jinja2, wtforms)
 DISTRIBUTION = {"yaml": "pyyaml", "flask_wtf": "flask-wtf", "confluent_kafka": "confluent-kafka",
                 "delta": "delta-spark", "wtforms": "flask-wtf", "jinja2": "flask"}
@@ -167,6 +169,25 @@ def test_image_has_what_its_code_imports(key):
             continue
         dist = select_pins.canonical(DISTRIBUTION.get(module, module))
         assert dist in installed, f"{key} image: `import {module}` but {dist} is not installed"
+
+
+def test_every_module_the_chart_runs_on_the_app_image_is_in_it():
+    """`python -m X` / `kopf run -m X` of every app-image container: X's package is one the image has
+    (make verify ran `python -m verify` on an image without verify/ before this test existed)."""
+    from tests.manifests.chart import default_values, pod_specs, render
+
+    app_image = default_values()["images"]["app"]["repository"]
+    modules = set()
+    for pod in pod_specs(render()):
+        for container in pod.spec.get("containers", []) + pod.spec.get("initContainers", []):
+            if app_image not in container.get("image", ""):
+                continue
+            argv = [*container.get("command", []), *container.get("args", [])]
+            modules.update(argv[i + 1].split(".")[0] for i, arg in enumerate(argv[:-1]) if arg == "-m")
+    assert {"webapp", "seed", "operators", "verify"} <= modules, modules
+    assert modules <= set(OURS["app"][2]), f"not in the app image: {modules - set(OURS['app'][2])}"
+    for package in modules:
+        assert re.search(rf"^COPY {package}/ {package}/$", dockerfile("app"), re.MULTILINE), package
 
 
 def test_dockerignore_sends_only_what_the_dockerfiles_copy():
