@@ -59,6 +59,13 @@ SEGMENT_MATERIALIZED = Topic(
 PROPENSITY_SCORE = Topic(
     "dom.propensity.score.v1", "avro", "string", ("spark-score",), "propensity_score.avsc"
 )
+# Gold C360's metrics per customer as gold committed them (post-images of its change data feed),
+# published by the score job, which reads that feed: the consistency check reads gold from here.
+CUSTOMER_C360 = Topic("dom.customer.gold.v1", "avro", "string", ("spark-score",), "customer_c360.avsc")
+# The consistency check's report (python -m consistency), keyed by "consistency": the newest is current.
+CONSISTENCY = Topic(
+    "dom.pipeline.consistency.v1", "avro", "string", ("consistency",), "consistency_report.avsc", partitions=1,
+)
 # Undecodable source records: original key and value bytes, the reason in headers.
 DEAD_LETTER = Topic("dom.pipeline.deadletter.v1", "bytes", "bytes", ("spark-bronze",))
 # Per committed micro-batch of every Spark streaming query (spark/status.py), keyed by the query name
@@ -77,8 +84,10 @@ ALL_TOPICS: tuple[Topic, ...] = (
     CUSTOMER_CONSOLIDATED,
     SEGMENT_MATERIALIZED,
     PROPENSITY_SCORE,
+    CUSTOMER_C360,
     DEAD_LETTER,
     PIPELINE_STATUS,
+    CONSISTENCY,
 )
 # The raw event topics the seed and the web UI publish and Spark bronze ingests.
 SOURCE_TOPICS: tuple[Topic, ...] = (CUSTOMER_PROFILE, ORDER_PLACED, ACTIVATION_STATUS)

@@ -30,6 +30,16 @@ SAMPLES: dict[str, dict] = {
         "customer_id": CUSTOMER, "score": 0.81, "model_version": "lr-20260101T000000", "behavioural_stage": "loyal",
         "scored_at": 1_767_236_400_000,
     },
+    topics.CUSTOMER_C360.name: {
+        "customer_id": CUSTOMER, "order_count": 12, "lifetime_value": 782.33, "last_order_at": 1_767_229_200_000,
+        "activations_delivered": 4, "activations_failed": 1, "last_engagement_at": 1_767_225_600_000,
+        "profile_updated_at": 1_767_222_000_000, "updated_at": 1_767_229_200_000,
+    },
+    topics.CONSISTENCY.name: {
+        "checked_at": 1_767_229_300_000, "customers": 1000, "checked": 990, "agreeing": 989, "disagreeing": 1,
+        "catching_up": 10, "metrics": ["order_count", "lifetime_value"], "settle_ms": 300_000,
+        "examples": [{"customer_id": CUSTOMER, "metric": "lifetime_value", "view": "782.33", "gold": "7823.3"}],
+    },
     topics.PIPELINE_STATUS.name: {
         "job": "silver", "query": "silver_orders", "batch_id": 42, "rows": 17,
         "newest_event_at": 1_767_229_200_000, "committed_at": 1_767_229_203_500, "probes": ["probe-0a1b2c3d4e5f"],
