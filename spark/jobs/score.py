@@ -1,12 +1,18 @@
 """Score: gold/c360 change data feed -> propensity scores in gold/propensity and, as Confluent-framed
 Avro, on dom.propensity.score.v1. Only customers whose gold row changed are scored.
 
+The same batch publishes the gold rows it read (their metrics, as gold committed them) on
+dom.customer.gold.v1: the consistency check (``python -m consistency``) compares them with ksqlDB's
+view. They come from the change feed, so any change of gold, also one made outside the gold job,
+reaches the check.
+
 The model is the latest saved version (``python -m spark.jobs.train``); with none yet, the job
 trains one from silver first, waiting until there is enough history for both labels.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Sequence
@@ -62,20 +68,36 @@ def score_rows(pipeline_model: PipelineModel, version: str, c360_rows: DataFrame
     )
 
 
-def framed_avro(scores: DataFrame, schema_id: int, schema_str: str) -> DataFrame:
-    """Kafka rows: key customer_id, value = magic 0 + big-endian schema id + Avro body (spark-avro)."""
+def framed_avro(rows: DataFrame, schema_id: int, schema_str: str) -> DataFrame:
+    """Kafka rows: key customer_id, value = magic 0 + big-endian schema id + Avro body (spark-avro) of the
+    schema's fields, taken from the columns of the same names."""
     header = F.lit(serde.frame(schema_id, b""))
-    body = to_avro(F.struct(*[F.col(f.name) for f in PROPENSITY_SCHEMA.fields]), schema_str)
-    return scores.select(F.col("customer_id").alias("key"), F.concat(header, body).alias("value"))
+    body = to_avro(F.struct(*[F.col(f["name"]) for f in json.loads(schema_str)["fields"]]), schema_str)
+    return rows.select(F.col("customer_id").alias("key"), F.concat(header, body).alias("value"))
+
+
+def gold_metrics(c360_rows: DataFrame) -> DataFrame:
+    """Gold rows -> the columns of dom.customer.gold.v1 (the metrics the consistency check compares).
+    Its non-null fields (no null branch in Avro) are non-null in gold too; the coalesce only tells
+    spark-avro so (a change feed's columns all read as nullable)."""
+    not_null = {"customer_id": F.lit(""), "order_count": F.lit(0).cast("long"), "lifetime_value": F.lit(0.0),
+                "activations_delivered": F.lit(0).cast("long"), "activations_failed": F.lit(0).cast("long"),
+                "updated_at": F.current_timestamp()}
+    fields = [f["name"] for f in json.loads(topics.CUSTOMER_C360.schema_str)["fields"]]
+    return c360_rows.select(*[F.coalesce(F.col(n), not_null[n]).alias(n) if n in not_null else F.col(n)
+                              for n in fields])
 
 
 class ScoreBatch:
-    def __init__(self, settings: JobSettings, pipeline_model: PipelineModel, version: str, schema_id: int):
+    def __init__(self, settings: JobSettings, pipeline_model: PipelineModel, version: str, schema_id: int,
+                 gold_schema_id: int):
         self.settings = settings
         self.model = pipeline_model
         self.version = version
         self.schema_id = schema_id
+        self.gold_schema_id = gold_schema_id
         self.topic = settings.topic(topics.PROPENSITY_SCORE)
+        self.gold_topic = settings.topic(topics.CUSTOMER_C360)
         self.path = settings.table("gold", "propensity")
         self.status = status.publisher(settings, JOB)
         self.ledger = tables.Ledger()  # this run's writes: see tables.Ledger
@@ -84,7 +106,8 @@ class ScoreBatch:
         spark = batch.sparkSession
         # The event time rides through scoring so that the status is measured on the materialised
         # scores (a re-read of the change feed and its window before).
-        scored = score_rows(self.model, self.version, latest_rows(batch), keep=["updated_at"]).localCheckpoint()
+        rows = latest_rows(batch).localCheckpoint()  # scored, and published as they are
+        scored = score_rows(self.model, self.version, rows, keep=["updated_at"]).localCheckpoint()
         _, seen = status.observe(scored, "updated_at")
         scores = scored.drop("updated_at")
         merge = (
@@ -94,14 +117,16 @@ class ScoreBatch:
             .whenNotMatchedInsertAll()
         )
         merged = tables.merge_once(spark, self.path, f"{JOB}:propensity", batch_id, merge.execute, self.ledger)
-        # At least once on the topic: a replayed batch re-publishes the same scores (keyed, harmless).
-        (
-            framed_avro(scores, self.schema_id, self.topic.schema_str)
-            .write.format("kafka")
-            .option("kafka.bootstrap.servers", self.settings.bootstrap_servers)
-            .option("topic", self.topic.name)
-            .save()
-        )
+        # At least once on the topics: a replayed batch re-publishes the same records (keyed, harmless).
+        for frame, topic in ((framed_avro(scores, self.schema_id, self.topic.schema_str), self.topic),
+                             (framed_avro(gold_metrics(rows), self.gold_schema_id, self.gold_topic.schema_str),
+                              self.gold_topic)):
+            (
+                frame.write.format("kafka")
+                .option("kafka.bootstrap.servers", self.settings.bootstrap_servers)
+                .option("topic", topic.name)
+                .save()
+            )
         if merged:
             self.status.committed(JOB, batch_id, [seen])
 
@@ -120,12 +145,12 @@ def model_for_scoring(spark: SparkSession, settings: JobSettings, poll_s: float 
 
 
 def register(settings: JobSettings, topic: topics.Topic) -> int:
-    """The score topic's writer schema id; a registry that cannot take it ends the start in one line."""
+    """The topic's writer schema id; a registry that cannot take it ends the start in one line."""
     url, setting = settings.schema_registry_url, settings.env_name("schema_registry_url")
     try:
         return serde.registry_client(url).register_schema(topic.subject, Schema(topic.schema_str, "AVRO"))
     except SchemaRegistryError as exc:
-        raise preflight.DependencyError("Schema Registry refused the score schema", url, setting,
+        raise preflight.DependencyError(f"Schema Registry refused the schema of {topic.name}", url, setting,
                                         f"HTTP {exc.http_status_code}: {exc.error_message}") from None
     except Exception as exc:  # noqa: BLE001 - transport errors of the client's HTTP library
         raise preflight.DependencyError("Schema Registry unreachable", url, setting,
@@ -136,6 +161,7 @@ def start(spark: SparkSession, settings: JobSettings) -> list[StreamingQuery]:
     # The contract first, before waiting for gold or a model: ksqlDB's segments read the score topic
     # and the KSQL operator creates them once this subject exists (ksql/060-segments.sql).
     schema_id = register(settings, settings.topic(topics.PROPENSITY_SCORE))
+    gold_schema_id = register(settings, settings.topic(topics.CUSTOMER_C360))
     c360 = settings.table("gold", "c360")
     tables.wait_for(spark, c360)
     tables.ensure(spark, settings.table("gold", "propensity"), PROPENSITY_SCHEMA, tables.MERGED)
@@ -143,7 +169,7 @@ def start(spark: SparkSession, settings: JobSettings) -> list[StreamingQuery]:
     source = spark.readStream.format("delta").option("readChangeFeed", "true").load(c360)
     writer = (
         source.writeStream.queryName("score")
-        .foreachBatch(each_batch("score", ScoreBatch(settings, pipeline_model, version, schema_id)))
+        .foreachBatch(each_batch("score", ScoreBatch(settings, pipeline_model, version, schema_id, gold_schema_id)))
         .option("checkpointLocation", settings.checkpoint(JOB, "propensity"))
     )
     return [with_trigger(writer, settings).start()]
