@@ -15,6 +15,8 @@ Layout (a few fixed prefixes, so a reset never touches anything else in a shared
 ``insights:segments``       HASH  segment -> listed customers ("" = no segment yet).
 ``insights:stages``         HASH  ``<declared>\\x1f<behavioural>`` -> listed customers.
 ``insights:scores``         HASH  ``<segment>\\x1f<bucket 0-9>`` -> scored customers.
+``insights:consistency``    STRING the newest consistency report (``webapp.status.ConsistencyReport``, JSON):
+                                  of the reports read, the one checked last (a later offset wins a tie).
 ``cache:meta``              HASH  ``epoch`` (identity of this cache's contents), ``layout`` (LAYOUT),
                                   ``version`` (bumped per written batch: the live refresh watches it),
                                   ``last_write_ms``.
@@ -50,7 +52,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import redis
@@ -60,8 +62,8 @@ from redis.retry import Retry
 from schemas import probes, topics
 from webapp import model
 from webapp.model import COLUMN_BY_KEY, COLUMNS, Column
-from webapp.records import Record
-from webapp.status import FeederStatus
+from webapp.records import REPORT_KEYS, Record
+from webapp.status import ConsistencyReport, FeederStatus
 
 SEP = "\x1f"  # between a value and the id in text index members
 LAYOUT = "2"  # the layout above; a cache of another layout is rebuilt from the topics
@@ -71,6 +73,7 @@ SEARCH = "customers:search"
 SEGMENTS = "insights:segments"
 STAGES = "insights:stages"
 SCORES = "insights:scores"
+CONSISTENCY = "insights:consistency"
 META = "cache:meta"
 OFFSETS = "cache:offsets"
 STATS = "cache:stats"
@@ -90,6 +93,7 @@ SCORE = topics.PROPENSITY_SCORE.name
 SEGMENT = topics.SEGMENT_MATERIALIZED.name
 ORDERS = topics.ORDER_ENRICHED.name
 ACTIVATIONS = topics.ACTIVATION_STATUS.name
+CONSISTENCY_TOPIC = topics.CONSISTENCY.name
 
 
 def customer_key(customer_id: str) -> str:
@@ -236,6 +240,20 @@ class LeaseLost(Exception):
     """Another feeder holds the write lease (or it expired): this one must not write."""
 
 
+def newest_report(stored: str | None, records: Sequence[Record]) -> ConsistencyReport | None:
+    """The consistency report to store from a batch (None: keep what is stored). Newest by checked_at,
+    so an older run that finishes late (or a re-read of the topic) never replaces a newer report; among
+    equals the later record wins. Tombstones are skipped: the current report stays."""
+    newest = ConsistencyReport.from_json(stored)
+    chosen = None
+    for r in records:
+        if r.topic == CONSISTENCY_TOPIC and r.value is not None:
+            candidate = ConsistencyReport.from_record(r.value)
+            if newest is None or candidate.checked_at >= newest.checked_at:
+                newest = chosen = candidate
+    return chosen
+
+
 # ---- the writer (the feeder process only) ---------------------------------------------------------------------------
 
 
@@ -327,6 +345,9 @@ class CacheWriter:
     def write_status(self, status: FeederStatus) -> None:
         self.redis.set(STATUS, status.to_json())
 
+    def stored_consistency(self) -> ConsistencyReport | None:
+        return ConsistencyReport.from_json(self.redis.get(CONSISTENCY))
+
     # -- the batch ----------------------------------------------------------------------------------------------------
     def write_batch(
         self,
@@ -340,7 +361,7 @@ class CacheWriter:
         LeaseLost (nothing written), and redis errors when Redis is unreachable."""
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
         records = list(records)
-        ids = list(dict.fromkeys(r.customer_id for r in records))
+        ids = list(dict.fromkeys(r.customer_id for r in records if r.topic not in REPORT_KEYS))
         with self.redis.pipeline(transaction=True) as tx:
             try:
                 tx.watch(LEASE, META)
@@ -353,8 +374,10 @@ class CacheWriter:
                 after = {i: dict(raw) for i, raw in before.items()}
                 per_topic: Counter[str] = Counter()
                 last_event: dict[str, int] = {}
+                report = newest_report(tx.get(CONSISTENCY), records)
                 for r in records:
-                    apply(after[r.customer_id], r, self.history_max)
+                    if r.topic not in REPORT_KEYS:
+                        apply(after[r.customer_id], r, self.history_max)
                     per_topic[r.topic] += 1
                     if r.timestamp_ms is not None and r.timestamp_ms > last_event.get(r.topic, -1):
                         last_event[r.topic] = r.timestamp_ms
@@ -365,6 +388,8 @@ class CacheWriter:
                 for (key, name), delta in counters.items():
                     if delta:
                         tx.hincrby(key, name, delta)
+                if report is not None:
+                    tx.set(CONSISTENCY, report.to_json())
                 if offsets:
                     tx.hset(OFFSETS, mapping={f"{t}:{p}": str(o) for (t, p), o in offsets.items()})
                 for topic, n in per_topic.items():
@@ -473,6 +498,7 @@ class Insights:
     top: list[dict[str, Any]]  # the TOP_N customers by score
     version: int
     feeder: FeederStatus | None
+    consistency: ConsistencyReport | None = None  # the newest consistency report (None: none yet)
 
     @property
     def scored(self) -> int:
@@ -509,6 +535,7 @@ class Insights:
             "scored": self.scored,
             "scores_by_segment": [{"segment": s or None, "scores": b} for s, b in sorted(self.scores_by_segment.items())],
             "top": self.top,
+            "consistency": None if self.consistency is None else asdict(self.consistency),
             "version": self.version,
         }
 
@@ -657,7 +684,8 @@ class CacheReader:
         pipe.zrevrangebyscore(index_key(COLUMN_BY_KEY["score"]), "+inf", "(-inf", start=0, num=TOP_N)
         pipe.hget(META, "version")
         pipe.get(STATUS)
-        segments, stages, scores, count, top_ids, version, status = pipe.execute()
+        pipe.get(CONSISTENCY)
+        segments, stages, scores, count, top_ids, version, status, consistency = pipe.execute()
         by_segment: dict[str, list[int]] = {}
         for name, n in scores.items():
             segment, bucket = name.rsplit(SEP, 1)
@@ -675,6 +703,7 @@ class CacheReader:
             segments=sorted(((s, int(n)) for s, n in segments.items() if int(n)), key=lambda x: (-x[1], x[0])),
             stages=matrix, scores=overall, scores_by_segment=by_segment, top=rows,
             version=int(version or 0), feeder=FeederStatus.from_json(status),
+            consistency=ConsistencyReport.from_json(consistency),
         )
 
     def meta(self) -> dict[str, Any]:

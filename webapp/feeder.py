@@ -4,8 +4,10 @@ Run: ``python -m webapp.feeder`` (the chart runs it as its own Deployment, one r
 
 What it reads (``webapp.records``): the customer view's topics ``dom.customer.consolidated.v1``
 (JSON, contract ``schemas/json/customer_consolidated.json``), ``dom.propensity.score.v1`` and
-``dom.segment.materialized.v1`` (Avro), and for the customer page's history
-``dom.customer.order.enriched.v1`` (JSON) and ``dom.activation.delivery.status.v1`` (Avro). A record
+``dom.segment.materialized.v1`` (Avro), for the customer page's history
+``dom.customer.order.enriched.v1`` (JSON) and ``dom.activation.delivery.status.v1`` (Avro), and the
+consistency check's reports ``dom.pipeline.consistency.v1`` (Avro; the newest is cached in
+``insights:consistency`` and mirrored in the status for ``make status``). A record
 that does not match its contract is skipped (an unexpected field alone is only noted), counted per
 topic and kind, and each kind is logged once.
 
@@ -13,7 +15,7 @@ One writer: the feeder holds a lease in Redis (``feeder:lease``, renewed every f
 if it stops) before it reads anything; a second feeder waits on standby. Every batch is one
 transaction that fails when the lease is no longer this feeder's (``webapp.cache.CacheWriter``).
 
-Positions: no consumer-group membership. The feeder assigns itself every partition of the five
+Positions: no consumer-group membership. The feeder assigns itself every partition of the six
 topics at the offsets stored in Redis with the data (the beginning for a new or wiped cache), writes
 each batch (data, indexes, insight counters, next offsets, version) in one transaction, THEN commits
 the same offsets to Kafka under ``CONSUMER_GROUP`` (what lag monitoring and Kafka UI show). A crash
@@ -337,6 +339,7 @@ class Feeder:
                 topic, kind = key.split(cache_mod.SEP, 1)
                 if topic in self.status.topics:
                     self.status.topics[topic].mismatches[kind] = int(n)
+        self._set(consistency=self._with_redis(writer.stored_consistency))
         self._assign(consumer, rebuild=True)
 
     def _assign(self, consumer: Consumer, rebuild: bool = False) -> None:
@@ -472,6 +475,9 @@ class Feeder:
             return
         self._redis_up()
         self._written.update(offsets)
+        if any(r.topic in rec.REPORT_KEYS for r in records):
+            with contextlib.suppress(RedisError):  # only the mirror: the cache has the report
+                self._set(consistency=writer.stored_consistency())
         now = _now_ms()
         with self._lock:
             self.status.batches += 1

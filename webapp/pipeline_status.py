@@ -1,6 +1,7 @@
 """``python -m webapp.pipeline_status``: the pipeline's health as text, from the feeder's /status (what
 the insights page shows): per source topic the cache's lag and records, per Spark query its newest
-committed batch and how fresh it is. ``make status`` runs it inside the feeder's pod.
+committed batch and how fresh it is, and the newest consistency report (ksqlDB's view against gold
+C360, ``python -m consistency``). ``make status`` runs it inside the feeder's pod.
 
 Usage: python -m webapp.pipeline_status [URL]   (default http://127.0.0.1:$FEEDER_HEALTH_PORT/status)
 Exit 0 with the table; 2 with one line when the feeder cannot be asked.
@@ -44,6 +45,8 @@ def render(status: FeederStatus, now_ms: int | None = None) -> list[str]:
         for q in queries:
             lines.append(f"  {q.query:22} {q.batch_id:>6} {q.rows:>6}  {_ago(q.committed_ms, now_ms):16} "
                          f"{duration(q.lag_ms)}")
+    report = status.consistency
+    lines.append(f"  consistency: {'no report yet' if report is None else report.summary(now_ms)}")
     return lines
 
 

@@ -6,7 +6,8 @@
   the registry) resolved to the topic's Avro contract (``schemas/avro/``) as the reader schema, so
   every decoded record has exactly the contract's fields.
 * Keys are the customer id as a UTF-8 string (every producer in the project, ksqlDB's KAFKA key
-  format included).
+  format included), except on the report topics (:data:`REPORT_KEYS`): one constant key, the newest
+  record is the current report (the consistency check's, ``python -m consistency``).
 
 A record that does not match raises :class:`Mismatch` with a short *kind* (no offsets or values in
 it, so kinds stay few): the feeder counts it per topic and kind and logs each kind once.
@@ -30,7 +31,10 @@ from webapp import model
 # What the feeder reads: the customer view's three topics and the two history streams.
 VIEW_TOPICS = (topics.CUSTOMER_CONSOLIDATED, topics.PROPENSITY_SCORE, topics.SEGMENT_MATERIALIZED)
 HISTORY_TOPICS = (topics.ORDER_ENRICHED, topics.ACTIVATION_STATUS)
-FEED_TOPICS = VIEW_TOPICS + HISTORY_TOPICS
+# Reports about the pipeline, not customers: each keyed by one constant, the newest record is current.
+REPORT_TOPICS = (topics.CONSISTENCY,)
+REPORT_KEYS = {topics.CONSISTENCY.name: "consistency"}
+FEED_TOPICS = VIEW_TOPICS + HISTORY_TOPICS + REPORT_TOPICS
 
 
 class Mismatch(ValueError):
@@ -44,7 +48,7 @@ class RegistryUnavailable(RuntimeError):
 @dataclass(frozen=True)
 class Record:
     topic: str
-    customer_id: str
+    customer_id: str  # the key: a customer id, or on a report topic its constant key
     value: dict[str, Any] | None  # the contract's fields; None = a tombstone
     timestamp_ms: int | None  # the Kafka record's timestamp
 
@@ -119,6 +123,8 @@ class Decoder:
     def decode(self, topic: str, key: bytes | None, value: bytes | None, timestamp_ms: int | None) -> tuple[
             Record, list[str]]:
         """The record and the contract's non-fatal remarks (an unexpected field); Mismatch when unusable."""
+        if topic in REPORT_KEYS:
+            return self._report(topic, key, value, timestamp_ms), []
         customer_id = customer_id_of(key)
         if value is None:
             return Record(topic, customer_id, None, timestamp_ms), []
@@ -136,3 +142,22 @@ class Decoder:
         if record.get("customer_id") not in (None, customer_id):
             raise Mismatch("customer_id in the value differs from the key")
         return Record(topic, customer_id, record, timestamp_ms), remarks
+
+    def _report(self, topic: str, key: bytes | None, value: bytes | None, timestamp_ms: int | None) -> Record:
+        expected = REPORT_KEYS[topic]
+        if key != expected.encode():
+            raise Mismatch(f"key is not {expected!r}")
+        if value is None:
+            return Record(topic, expected, None, timestamp_ms)  # nothing to show: the current report stays
+        record = self.avro[topic].decode(value)
+        check_consistency_report(record)
+        return Record(topic, expected, record, timestamp_ms)
+
+
+def check_consistency_report(report: dict[str, Any]) -> None:
+    """What the contract's types cannot say (its field docs do): counts are not negative and add up."""
+    counts = ("customers", "checked", "agreeing", "disagreeing", "catching_up", "settle_ms")
+    if any(report[name] < 0 for name in counts):
+        raise Mismatch("a negative count")
+    if report["checked"] != report["agreeing"] + report["disagreeing"]:
+        raise Mismatch("checked is not agreeing + disagreeing")

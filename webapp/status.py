@@ -52,6 +52,47 @@ class LayerStatus:
 
 
 @dataclass
+class ConsistencyReport:
+    """The newest report of the consistency check (``python -m consistency``: ksqlDB's consolidated view
+    against gold C360, customer by customer), as decoded from ``dom.pipeline.consistency.v1`` against its
+    contract (``schemas/avro/consistency_report.avsc``; the same field names, times in epoch ms)."""
+
+    checked_at: int
+    customers: int
+    checked: int  # agreeing + disagreeing
+    agreeing: int
+    disagreeing: int
+    catching_up: int  # one side has not processed the customer's latest event yet: not compared
+    metrics: list[str]
+    settle_ms: int
+    examples: list[dict[str, Any]]  # {customer_id, metric, view, gold}: a few disagreements
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> ConsistencyReport:
+        return cls(**{f: record[f] for f in cls.__dataclass_fields__})
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, raw: str | bytes | None) -> ConsistencyReport | None:
+        """None for nothing or a malformed value."""
+        if not raw:
+            return None
+        try:
+            data = json.loads(raw)
+            return cls.from_record(data) if isinstance(data, dict) else None
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    def summary(self, now_ms: int | None = None) -> str:
+        """``998/1000 checked, 998 agree, 0 disagree, 2 catching up (checked 40 s ago)``."""
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        return (f"{self.checked}/{self.customers} checked, {self.agreeing} agree, {self.disagreeing} disagree, "
+                f"{self.catching_up} catching up (checked {max(0, now_ms - self.checked_at) // 1000} s ago)")
+
+
+@dataclass
 class FeederStatus:
     instance: str
     state: str = STARTING
@@ -74,6 +115,8 @@ class FeederStatus:
     last_error: str | None = None
     last_error_ms: int | None = None
     layers: dict[str, LayerStatus] = field(default_factory=dict)  # query -> its newest committed batch
+    # the newest consistency report in the cache (insights:consistency), mirrored here for make status
+    consistency: ConsistencyReport | None = None
     format: int = STATUS_FORMAT
 
     def to_json(self) -> str:
@@ -90,8 +133,10 @@ class FeederStatus:
                 return None
             data["topics"] = {name: TopicStatus(**t) for name, t in (data.get("topics") or {}).items()}
             data["layers"] = {name: LayerStatus(**t) for name, t in (data.get("layers") or {}).items()}
+            if data.get("consistency") is not None:
+                data["consistency"] = ConsistencyReport.from_record(data["consistency"])
             return cls(**data)
-        except (TypeError, ValueError):
+        except (KeyError, TypeError, ValueError):
             return None
 
     def age_s(self, now: float | None = None) -> float:
@@ -104,13 +149,14 @@ class FeederStatus:
     @property
     def figures(self) -> str:
         """A digest of what the pipeline-health figures show (lag, records, mismatches, dead letters, the
-        Spark layers' batches), not of the heartbeat: the live refresh re-renders the panels that show
+        Spark layers' batches, the consistency report), not of the heartbeat: the live refresh re-renders the panels that show
         them when it changes. Those figures move without a cache write (lag after the last batch, a
         status written after the batch that bumped the version), so the cache version alone misses them."""
         shown = [self.lag, self.dead_letters,
                  sorted((n, t.lag, t.records, t.last_event_ms, sorted(t.mismatches.items()))
                         for n, t in self.topics.items()),
-                 sorted((n, q.batch_id, q.committed_ms) for n, q in self.layers.items())]
+                 sorted((n, q.batch_id, q.committed_ms) for n, q in self.layers.items()),
+                 None if self.consistency is None else self.consistency.checked_at]
         return hashlib.blake2b(json.dumps(shown).encode(), digest_size=6).hexdigest()
 
     def as_json(self, now: float | None = None) -> dict[str, Any]:

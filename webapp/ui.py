@@ -35,6 +35,7 @@ TOPIC_ROLES = {
     topics.SEGMENT_MATERIALIZED.name: "segment changes (ksqlDB, Avro)",
     topics.ORDER_ENRICHED.name: "enriched orders (ksqlDB, JSON)",
     topics.ACTIVATION_STATUS.name: "activation outcomes (source, Avro)",
+    topics.CONSISTENCY.name: "consistency reports (python -m consistency, Avro)",
 }
 SPARK_LAYERS = ("bronze", "silver", "gold", "score")
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 
+from schemas import topics
 from spark import status as spark_status
-from webapp.status import FeederStatus, LayerStatus
+from tests.support.samples import SAMPLES
+from webapp.status import ConsistencyReport, FeederStatus, LayerStatus
 from webapp.ui import duration
 
 
@@ -86,3 +88,55 @@ def test_make_status_prints_each_layers_freshness_from_the_feeders_status_endpoi
     err = capsys.readouterr().err.strip()
     assert err.startswith("pipeline_status: the feeder's status at http://127.0.0.1:9/status cannot be read") \
         and "\n" not in err
+
+
+def _report(**overrides):
+    return ConsistencyReport.from_record({**SAMPLES[topics.CONSISTENCY.name], **overrides})
+
+
+def test_make_status_prints_the_newest_consistency_report_or_says_there_is_none(capsys):
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from webapp import pipeline_status
+
+    now = 1_767_229_300_000
+    bare = FeederStatus("feeder-1", state="running", heartbeat_ms=now)
+    assert pipeline_status.render(bare, now)[-1] == "  consistency: no report yet"
+    report = _report(checked_at=now - 40_000, customers=1000, checked=998, agreeing=998, disagreeing=0,
+                     catching_up=2)
+    status = FeederStatus("feeder-1", state="running", heartbeat_ms=now, consistency=report)
+    assert pipeline_status.render(status, now)[-1] == (
+        "  consistency: 998/1000 checked, 998 agree, 0 disagree, 2 catching up (checked 40 s ago)")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            data = json.dumps(status.as_json()).encode()  # as the feeder's /status serves it
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        assert pipeline_status.main([f"http://127.0.0.1:{server.server_port}/status"]) == 0
+        assert "consistency: 998/1000 checked, 998 agree, 0 disagree, 2 catching up" in capsys.readouterr().out
+    finally:
+        server.shutdown()
+
+
+def test_the_report_survives_the_status_round_trip_and_moves_the_figures():
+    now = 1_767_229_300_000
+    status = FeederStatus("f1", consistency=_report(checked_at=now))
+    back = FeederStatus.from_json(status.to_json())
+    assert back is not None and back.consistency == status.consistency
+    assert back.consistency.examples[0]["metric"] == "lifetime_value"
+    newer = FeederStatus("f1", consistency=_report(checked_at=now + 120_000))
+    assert newer.figures != status.figures != FeederStatus("f1").figures  # the insights page re-renders
+    older = json.loads(status.to_json())
+    del older["consistency"]  # a status written before reports existed still reads
+    assert FeederStatus.from_json(json.dumps(older)).consistency is None
