@@ -44,7 +44,7 @@ KIND_ENV      = KIND_CLUSTER=$(KIND_CLUSTER) NAMESPACE=$(NAMESPACE) RELEASE=$(RE
 TEST_MANIFESTS_DEPS += $(HELM_TOOL) chart-sync
 TEST_CLUSTER_DEPS += $(HELM_TOOL) chart-sync
 
-.PHONY: kind-up kind-down kind-clean-delta kind-seed images pipeline ui spark-sql ksql status logs helm-tool chart-sync chart-render verify verify-local
+.PHONY: kind-up kind-down kind-clean-delta kind-seed images pipeline ui spark-sql ksql status logs helm-tool chart-sync chart-render verify verify-local consistency
 
 kind-up: ## kind cluster + images + Redpanda, Spark Operator, Kafka UI + our chart + pipeline + seed; prints the URLs
 	@$(KIND_ENV) scripts/kind-up.sh
@@ -54,6 +54,9 @@ verify: ## prove the running stack: a probe customer through Kafka, ksqlDB, web 
 
 verify-local: venv ## the same verify against the endpoints in the environment (KAFKA_BOOTSTRAP_SERVERS, KSQLDB_URL, WEB_URL, ...)
 	@$(PY) -m verify
+
+consistency: ## run the consistency check now (ksqlDB's view vs gold C360; a Job from its CronJob) and print its report
+	@$(KIND_ENV) scripts/consistency.sh
 
 kind-clean-delta: ## empty ./data/delta (the Delta tables; owned by Spark's uid 185) from a container; cluster down first
 	@$(KIND_ENV) scripts/kind-clean-delta.sh
@@ -112,7 +115,7 @@ status: ## releases, pods, SparkApplications, jobs; the cache lag and each Spark
 logs: ## recent logs of every component, or follow one: make logs C=web|ksqldb|ksql-operator|redis|seed|topics|spark-bronze|...
 	@if [ -n "$(C)" ]; then \
 	  $(KIND_KUBECTL) logs -f --tail=200 --prefix --max-log-requests=10 -l app.kubernetes.io/instance=$(RELEASE),app.kubernetes.io/component=$(C); \
-	else for c in ksqldb ksql-operator redis web topics seed spark-bronze spark-silver spark-gold spark-score; do \
+	else for c in ksqldb ksql-operator redis web consistency topics seed spark-bronze spark-silver spark-gold spark-score; do \
 	  echo "== $$c"; $(KIND_KUBECTL) logs --tail=20 --prefix --max-log-requests=10 \
 	    -l app.kubernetes.io/instance=$(RELEASE),app.kubernetes.io/component=$$c 2>&1 || true; done; fi
 

@@ -201,6 +201,17 @@ jobs_complete() { # <namespace> <label selector>
     done <<<"$out"
     [ "$pending" = 0 ]
 }
+# One Job by name: succeeded (0), failed for good (2: its Failed condition), else 1.
+job_done() { # <namespace> <job>
+    local out succeeded failed
+    out="$(kc -n "$1" get job "$2" -o jsonpath='{.status.succeeded}|{.status.conditions[?(@.type=="Failed")].status}')" || return 1
+    IFS='|' read -r succeeded failed <<<"$out"
+    if [ "$failed" = True ]; then
+        echo "Job $2 failed; see kubectl -n $1 describe job/$2"
+        return 2
+    fi
+    [ "${succeeded:-0}" -ge 1 ] 2>/dev/null
+}
 # RUNNING (0); FAILED, or SUBMISSION_FAILED with the submission retries of its restartPolicy spent
 # (the operator resubmits until then, after onSubmissionFailureRetryInterval): 2; else 1.
 spark_app_running() { # <namespace> <sparkapplication>
@@ -240,4 +251,19 @@ all_pods_ready() { # <namespace>...
 # namespace, with the web UI's endpoints), its log printed; the exit status is the verdict.
 verify_release() {
     "$HELM" test "$RELEASE" --kube-context "$KUBE_CONTEXT" -n "$NAMESPACE" --logs --timeout "${VERIFY_TIMEOUT:-15m}"
+}
+
+# make consistency: one run of the consistency check now, as a Job copied from the chart's CronJob
+# (kubectl create job --from=cronjob/...), waited for, its log printed (the report's summary line); the
+# exit status is the run's.
+run_consistency() {
+    local cron="$RELEASE-consistency" job rc=0
+    kc -n "$NAMESPACE" get cronjob "$cron" >/dev/null 2>&1 \
+        || die "no CronJob $cron in namespace $NAMESPACE (is the chart installed with consistency.enabled=true?)"
+    job="$cron-now-$(date +%s)"
+    kc -n "$NAMESPACE" create job "$job" --from="cronjob/$cron" >/dev/null
+    say "consistency: Job $job (from cronjob/$cron)"
+    wait_for "consistency check" "${CONSISTENCY_WAIT_S:-300}" job_done "$NAMESPACE" "$job" || rc=1
+    kc -n "$NAMESPACE" logs "job/$job" --tail=100 || true
+    return "$rc"
 }

@@ -93,7 +93,7 @@ class PodSpec:
     driver/executor section (what the Spark Operator's webhook applies to the pods)."""
 
     owner: str  # e.g. Deployment/marketing-engine-web, SparkApplication/marketing-engine-bronze:driver
-    kind: str  # the owner's kind
+    kind: str  # the owner's kind (a CronJob's pods: CronJob)
     labels: dict[str, str]
     spec: dict[str, Any]
     long_running: bool  # probes are required (not Jobs; Spark pods are supervised by the operator)
@@ -104,6 +104,8 @@ class PodSpec:
 
 
 WORKLOAD_KINDS = {"Deployment": True, "StatefulSet": True, "DaemonSet": True, "Job": False}
+# Run-to-completion workloads: their pods come and go (no probes; transient in the memory budget).
+TRANSIENT_KINDS = ("Job", "CronJob", "Pod")
 
 
 def spark_memory_mib(value: str) -> int:
@@ -172,6 +174,9 @@ def pod_specs(objects: tuple[dict[str, Any], ...]) -> list[PodSpec]:
             template = obj["spec"]["template"]
             pods.append(PodSpec(ref(obj), obj["kind"], template["metadata"].get("labels", {}),
                                 template["spec"], WORKLOAD_KINDS[obj["kind"]]))
+        elif obj["kind"] == "CronJob":  # a Job per schedule: its pods are the Job template's
+            template = obj["spec"]["jobTemplate"]["spec"]["template"]
+            pods.append(PodSpec(ref(obj), "CronJob", template["metadata"].get("labels", {}), template["spec"], False))
         elif obj["kind"] == "SparkApplication":
             pods.extend(spark_pods(obj))
         elif obj["kind"] == "Pod":  # a helm test hook (make verify): runs in the same namespace, same rules

@@ -21,6 +21,7 @@ SETTINGS = {
     "web-feeder": ("webapp.feeder_settings", "FeederSettings", {}),
     "seed": ("seed.settings", "SeedSettings", {}),
     "verify": ("verify.settings", "VerifySettings", {}),
+    "consistency": ("consistency.settings", "ConsistencySettings", {}),
     "ksql-operator": ("operators.ksql.settings", "OperatorSettings", {}),
     "spark": ("spark.settings", "JobSettings", {"PYTHONPATH": "where the image puts our packages",
                                                 "MALLOC_ARENA_MAX": "read by glibc's malloc in the JVM"}),
@@ -109,6 +110,35 @@ def test_endpoints_follow_the_conventions():
     # the probe is published as the web UI publishes (same transport, proxy and registry)
     for name in ("PUBLISH_TRANSPORT", "REST_PROXY_URL", "SCHEMA_REGISTRY_URL", "KAFKA_BOOTSTRAP_SERVERS"):
         assert pods["verify"][name]["value"] == pods["web"][name]["value"], name
+
+
+def test_the_consistency_cronjob_reads_what_the_web_ui_reads():
+    """python -m consistency in the app image, its env read by ConsistencySettings.from_env (as the entry point
+    reads it), the same broker and registry as the web UI, CONSISTENCY_SETTLE_S from the values."""
+    objects = render(())
+    (cron,) = by_kind(objects, "CronJob")
+    spec = cron["spec"]
+    assert spec["schedule"] == "*/2 * * * *" and spec["concurrencyPolicy"] == "Forbid"
+    assert spec["successfulJobsHistoryLimit"] == spec["failedJobsHistoryLimit"] == 1
+    assert spec["startingDeadlineSeconds"] > 0 and spec["jobTemplate"]["spec"]["activeDeadlineSeconds"] > 0
+    assert spec["jobTemplate"]["spec"]["ttlSecondsAfterFinished"] > 0
+    pods = {component_of(p): p for p in pod_specs(objects)}
+    (container,) = pods["consistency"].spec["containers"]
+    assert container["command"] == ["python", "-m", "consistency"]
+    assert container["image"] == pods["web"].spec["containers"][0]["image"]
+    assert (REPO / "consistency" / "__init__.py").exists() and (REPO / "consistency" / "settings.py").exists()
+    env = env_of(pods["consistency"])
+    from consistency.settings import ConsistencySettings
+
+    parsed = ConsistencySettings.from_env(literal_env(env))
+    web = env_of(pods["web"])
+    assert parsed.bootstrap_servers == web["KAFKA_BOOTSTRAP_SERVERS"]["value"] == default_values()["kafka"]["bootstrapServers"]
+    assert parsed.schema_registry_url == web["SCHEMA_REGISTRY_URL"]["value"]
+    assert parsed.settle_s == float(default_values()["consistency"]["settleSeconds"])
+    changed = ConsistencySettings.from_env(literal_env(env_of(
+        next(p for p in pod_specs(render((), ("consistency.settleSeconds=42",))) if component_of(p) == "consistency"))))
+    assert changed.settle_s == 42.0
+    assert not [c for c in by_kind(render((), ("consistency.enabled=false",)), "CronJob")]
 
 
 def test_operator_watches_its_own_namespace():

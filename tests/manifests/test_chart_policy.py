@@ -40,6 +40,7 @@ WRITABLE_ROOT = {
 # Pods that run without liveness/readiness probes, and why.
 NO_PROBES = {
     "Job": "run-to-completion: the Job controller's backoffLimit is the health check",
+    "CronJob": "a Job per schedule (the consistency check): its exit code and activeDeadlineSeconds are the check",
     "Pod": "the helm test hook (make verify): runs once, its exit code is the result",
     "SparkApplication": "Spark pods have no health endpoint; the Spark Operator restarts the application "
     "(restartPolicy with retries and intervals) when the driver exits",
@@ -59,7 +60,7 @@ POD_IDS = [f"{label}:{p.owner}" for label, p in ALL_PODS]
 
 def test_every_workload_kind_is_covered():
     owners = {p.owner.split(":")[0].split("/")[0] for _, p in ALL_PODS}
-    assert {"Deployment", "Job", "SparkApplication"} <= owners
+    assert {"Deployment", "Job", "CronJob", "SparkApplication"} <= owners
     assert len({p.owner for _, p in ALL_PODS}) >= 14
 
 
@@ -204,6 +205,19 @@ def test_spark_pod_to_pod_traffic_is_allowed_only_when_executors_run(driver_only
     assert len(pod_to_pod) == (0 if driver_only else 1), [p["metadata"]["name"] for p in pod_to_pod]
     roles = {p.owner.rsplit(":", 1)[1] for p in pod_specs(objects) if p.kind == "SparkApplication"}
     assert roles == ({"driver"} if driver_only else {"driver", "executor"})
+
+
+def test_the_consistency_check_is_let_in_nowhere_and_calls_out_freely():
+    """The CronJob's pod only calls Kafka and the registry (another namespace): egress is open, and no rule
+    but the default deny selects it."""
+    objects = render(())
+    (pod,) = [p for p in pod_specs(objects) if p.kind == "CronJob"]
+    policies = by_kind(objects, "NetworkPolicy")
+    assert not any("Egress" in p["spec"].get("policyTypes", []) for p in policies)
+    selecting = [p for p in policies if _selects(p, pod.labels)]
+    assert [p["spec"]["podSelector"] for p in selecting] == [{}]
+    assert not any(f.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/component") == "consistency"
+                   for p in policies for rule in p["spec"].get("ingress", []) for f in rule.get("from", []))
 
 
 def test_redis_is_reachable_only_from_the_web_ui():
