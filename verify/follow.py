@@ -15,6 +15,10 @@ gold       the gold c360 status names it
 score      a propensity score for the probe on ``dom.propensity.score.v1``
 =========  =========================================================================================
 
+After the hops, the newest report of the consistency check (``dom.pipeline.consistency.v1``: ksqlDB's
+view against gold C360) is printed when the topic has one: read with the same consumer, not a hop, and
+never a reason to fail.
+
 Spark's layers are followed through the status the jobs publish after each Delta commit, so verify
 needs no Delta access and runs the same against the kind cluster and the local engines. Probes never
 count as customers (training, evaluation and the web UI's figures leave them out) and expire from the
@@ -36,12 +40,14 @@ from schemas import probes, serde, topics
 from seed import events
 from seed.publish import PublishError, make_publisher
 from verify.settings import VerifySettings
+from webapp.status import ConsistencyReport
 
 SOURCES = (topics.CUSTOMER_PROFILE, topics.ORDER_PLACED, topics.ACTIVATION_STATUS)
 SILVER_QUERIES = ("silver_customers", "silver_orders", "silver_activations")
 CONSOLIDATED_TABLE = "T_CUSTOMER_CONSOLIDATED"
 LOOK_EVERY_S = 1.0  # HTTP hops are asked at most this often
 ORDER_TOTAL = 42.0
+CONSISTENCY_KEY = b"consistency"  # the report topic's one key (webapp.records.REPORT_KEYS)
 
 
 class VerifyError(RuntimeError):
@@ -86,6 +92,7 @@ class Report:
     elapsed_s: float = 0.0
     # per Spark query, its newest batch status seen during the run: (commit time - newest event time) ms
     freshness: dict[str, int] = field(default_factory=dict)
+    consistency: str | None = None  # the newest consistency report's line (not a hop)
 
     @property
     def passed(self) -> int:
@@ -104,6 +111,8 @@ class Report:
         if self.freshness:
             out.append("  freshness (newest batch seen: commit time - newest event time): " + ", ".join(
                 f"{q} {ms / 1000:.1f} s" for q, ms in sorted(self.freshness.items())))
+        if self.consistency:
+            out.append(f"  consistency (ksqlDB view vs gold, not a hop): {self.consistency}")
         if self.ok:
             out.append(f"PASS {self.passed}/{len(self.hops)}")
         else:
@@ -136,6 +145,7 @@ class _Topics:
         registry = serde.registry_client(settings.schema_registry_url)
         self.status_serde = serde.TopicSerde(registry, topics.PIPELINE_STATUS)
         self.score_serde = serde.TopicSerde(registry, topics.PROPENSITY_SCORE)
+        self.consistency_serde = serde.TopicSerde(registry, topics.CONSISTENCY)
         assignment = []
         try:
             meta = self.consumer.list_topics(timeout=10)
@@ -159,6 +169,32 @@ class _Topics:
     def poll(self, timeout: float) -> list[Any]:
         return [m for m in self.consumer.consume(500, timeout) if m.error() is None]
 
+    def newest_consistency(self, timeout: float = 5.0) -> str | None:
+        """The newest consistency report's summary line, read with this consumer once the hops are done
+        (its assignment is replaced); None when the topic is missing or empty, or the record unreadable.
+        Never raises: the report is shown beside the hops, it is not one."""
+        name = topics.CONSISTENCY.name
+        try:
+            meta = self.consumer.list_topics(name, timeout=timeout)
+            t = meta.topics.get(name)
+            if t is None or t.error is not None:
+                return None
+            last = []
+            for p in t.partitions:
+                low, high = self.consumer.get_watermark_offsets(TopicPartition(name, p), timeout=timeout)
+                if high > max(low, 0):
+                    last.append(TopicPartition(name, p, high - 1))
+            if not last:
+                return None
+            self.consumer.assign(last)
+            deadline, read = time.monotonic() + timeout, []
+            while len(read) < len(last) and time.monotonic() < deadline:
+                read += [m for m in self.consumer.consume(len(last), 0.5) if m.error() is None]
+            reports = [m for m in read if m.value() and m.key() == CONSISTENCY_KEY]
+            return consistency_line([self.consistency_serde.deserialize(m.value()) for m in reports])
+        except Exception as exc:  # noqa: BLE001 - shown beside the hops, never their verdict
+            return f"not read ({_one_line(exc)})"
+
     def close(self) -> None:
         self.consumer.close()
 
@@ -175,6 +211,16 @@ _QUIET = _Quiet()
 
 def _one_line(exc: BaseException | str) -> str:
     return " ".join(str(exc).split())[:300] or type(exc).__name__
+
+
+def consistency_line(reports: list[dict[str, Any]], now_ms: int | None = None) -> str | None:
+    """``998/1000 checked, 998 agree, 0 disagree, 2 catching up (checked 40 s ago)`` of the newest report
+    (by checked_at) among ``reports`` (decoded records of dom.pipeline.consistency.v1), None for none."""
+    if not reports:
+        return None
+    newest = max(reports, key=lambda report: serde.to_millis(report["checked_at"]))
+    report = ConsistencyReport.from_record({**newest, "checked_at": serde.to_millis(newest["checked_at"])})
+    return report.summary(now_ms)  # the same words as make status and the web UI
 
 
 def pull_query(session: requests.Session, url: str, probe: str, timeout: float) -> dict[str, Any] | None:
@@ -250,6 +296,8 @@ def run(settings: VerifySettings, *, probe: str | None = None, out: Callable[[st
         report = Report(probe, list(hops.values()))
         _Follow(settings, probe, hops, feed, http, started, report.freshness).run(out)
         report.elapsed_s = time.monotonic() - started
+        if feed is not None:
+            report.consistency = feed.newest_consistency()
         return report
     finally:
         http.close()

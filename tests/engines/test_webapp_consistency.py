@@ -147,3 +147,28 @@ def test_before_any_report_the_page_and_the_api_say_there_is_none(url):
         assert client.get("/api/insights").get_json()["consistency"] is None
         page = client.get("/insights").get_data(as_text=True)
         assert 'id="consistency-empty"' in page and "No report yet" in page
+
+
+def test_verify_reads_the_newest_report_with_its_consumer_after_the_hops(broker, schema_registry):
+    """make verify's line beside the hops (verify.follow._Topics.newest_consistency), on the real broker."""
+    from verify.follow import _Topics
+    from verify.settings import VerifySettings
+
+    codec = avro_codec(schema_registry.url, TOPIC)
+    now = int(time.time() * 1000)
+    produce(broker.bootstrap, TOPIC.name, [(KEY, codec.serialize(_report(now - 5_000, checked=7, agreeing=7,
+                                                                          disagreeing=0, customers=9,
+                                                                          catching_up=2)))])
+    feed = _Topics(VerifySettings(bootstrap_servers=broker.bootstrap, schema_registry_url=schema_registry.url),
+                   [topics.PROPENSITY_SCORE.name])
+    try:
+        line = feed.newest_consistency()
+    finally:
+        feed.close()
+    assert line is not None and line.startswith("7/9 checked, 7 agree, 0 disagree, 2 catching up (checked "), line
+    nowhere = _Topics(VerifySettings(bootstrap_servers=broker.bootstrap, schema_registry_url="http://127.0.0.1:9"),
+                      [topics.PROPENSITY_SCORE.name])
+    try:
+        assert nowhere.newest_consistency(timeout=2).startswith("not read ("), "never raises"
+    finally:
+        nowhere.close()

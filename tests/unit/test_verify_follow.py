@@ -88,3 +88,26 @@ def test_the_kafka_hop_needs_all_three_source_records_of_the_probe():
     f.on_message(_Msg(topics.ACTIVATION_STATUS.name, {}, PROBE))
     f.on_message(_Msg(topics.PROPENSITY_SCORE.name, {"score": 0.25, "model_version": "m1"}, PROBE))
     assert f.hops["kafka"].passed and f.hops["score"].detail == "0.250 (model m1)"
+
+
+def test_the_newest_consistency_report_is_a_line_beside_the_hops_never_their_verdict():
+    import datetime as dt
+
+    from tests.support.samples import SAMPLES
+    from verify.follow import consistency_line
+
+    sample = SAMPLES[topics.CONSISTENCY.name]
+    now = sample["checked_at"] + 40_000
+    older = {**sample, "checked_at": dt.datetime.fromtimestamp((now - 300_000) / 1000, dt.UTC), "disagreeing": 0}
+    newest = {**sample, "checked_at": dt.datetime.fromtimestamp(sample["checked_at"] / 1000, dt.UTC)}  # as fastavro
+    assert consistency_line([newest, older], now) == \
+        "990/1000 checked, 989 agree, 1 disagree, 10 catching up (checked 40 s ago)"
+    assert consistency_line([], now) is None
+    hops = [Hop("kafka", HOP_WHAT["kafka"], seen_s=1.0)]
+    shown = Report(PROBE, hops, consistency=consistency_line([newest], now)).lines()
+    assert shown[-2] == ("  consistency (ksqlDB view vs gold, not a hop): "
+                         "990/1000 checked, 989 agree, 1 disagree, 10 catching up (checked 40 s ago)")
+    assert shown[-1] == "PASS 1/1"
+    failing = Report(PROBE, [Hop("web", HOP_WHAT["web"])], consistency="0/0 checked").lines()
+    assert failing[-1].startswith("FAIL 0/1"), "the report changes no verdict"
+    assert not any("consistency" in line for line in Report(PROBE, hops).lines()), "no report: no line"
