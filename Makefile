@@ -47,8 +47,14 @@ $(JARS)/kafka/.installed: jars/kafka-pom.xml
 lint: venv ## ruff over the whole tree
 	@$(VENV)/bin/ruff check .
 
-test: deps lint ## every test tier (installs what it needs first)
-	@$(MAKE) --no-print-directory test-unit test-engines test-manifests test-cluster
+# The tiers `make test` runs, in order (test-images: mk/images.mk).
+TEST_TIERS := test-unit test-engines test-manifests test-images test-cluster
+
+test: deps lint ## every test tier (installs what it needs first); prints each tier's time
+	@times=""; for tier in $(TEST_TIERS); do start=$$SECONDS; \
+	  $(MAKE) --no-print-directory $$tier || { echo "make test: $$tier failed after $$((SECONDS - start))s"; exit 1; }; \
+	  took="$$tier $$((SECONDS - start))s"; times="$${times:+$$times, }$$took"; echo "make test: $$took"; \
+	done; echo "make test: all tiers passed ($$times)"
 
 test-unit: venv ## tier 1: pure functions
 	@$(PYTEST) tests/unit -q; $(PYTEST_OK)

@@ -19,12 +19,14 @@
 #
 # Environment:
 #   IMAGE_BASES=real   do nothing: the builds pull the real bases (a machine with registry access)
+#   IMAGE_BASES_DIR    stamp, downloads and build context (default <repo>/.cache/image-bases)
+#   PODMAN_ROOT        podman's storage and configuration (scripts/podman-env.sh; default <repo>/.cache/podman)
 #   FORCE=1            rebuild even when the stamp matches
 #   DEBIAN_MIRROR      default http://deb.debian.org/debian
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-OUT="$ROOT/.cache/image-bases"
+OUT="${IMAGE_BASES_DIR:-$ROOT/.cache/image-bases}"
 DL="$OUT/downloads"
 STAMP="$OUT/.stamp"
 SUITE=bookworm

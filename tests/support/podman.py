@@ -88,7 +88,8 @@ class Engine:
         return self.run("image", "inspect", image, check=False).returncode == 0
 
     def remove_container(self, name: str) -> None:
-        self.run("rm", "--force", "--time", "5", name, check=False, timeout=60)
+        grace = ["--time", "5"] if self.name == "podman" else []
+        self.run("rm", "--force", *grace, name, check=False, timeout=60)
 
 
 def engine() -> Engine:

@@ -1,0 +1,88 @@
+"""A pipeline job in the Spark image, run as its SparkApplication's driver pod runs it: the image's
+entrypoint in `driver` mode with the properties file the submission writes (master = the CR's
+driver.kubernetesMaster, the CR's sparkConf, driver memory and Java options), the CR's env, uid,
+security context, memory limit and volumes; against the real broker and the registry double. The Delta
+volume is a host directory: the job's commit must land there."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from schemas import topics
+from tests.engines.test_spark_pipeline import T0, order
+from tests.images.conftest import BuiltImage
+from tests.manifests.chart import driver_only, spark_pods
+from tests.support import pipeline, podman
+
+CONF_VOLUME = "spark-conf-volume-driver"  # what Spark on Kubernetes names the driver's properties ConfigMap
+
+
+def driver_pod(app: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(pod spec, container) of the application's driver, with the properties volume Spark adds."""
+    (driver, *_) = spark_pods(app)
+    spec = {**driver.spec, "volumes": [*driver.spec["volumes"], {"name": CONF_VOLUME, "configMap": {}}]}
+    container = dict(spec["containers"][0])
+    container["volumeMounts"] = [*container["volumeMounts"], {"name": CONF_VOLUME, "mountPath": "/opt/spark/conf"}]
+    container["args"] = ["driver", "--properties-file", "/opt/spark/conf/spark.properties",
+                         "--class", "org.apache.spark.deploy.PythonRunner", app["spec"]["mainApplicationFile"]]
+    return spec, container
+
+
+def driver_properties(app: dict[str, Any]) -> str:
+    """The driver's spark.properties, as the submission fills it from the CR (the Kubernetes keys left out:
+    no API server here)."""
+    spec, driver = app["spec"], app["spec"]["driver"]
+    props = {"spark.app.name": app["metadata"]["name"], "spark.master": driver["kubernetesMaster"],
+             "spark.submit.deployMode": "client", "spark.driver.cores": str(driver["cores"]),
+             "spark.driver.memory": driver["memory"], **spec.get("sparkConf", {})}
+    if "javaOptions" in driver:
+        props["spark.driver.extraJavaOptions"] = driver["javaOptions"]
+    return "".join(f"{key}={value}\n" for key, value in props.items())
+
+
+def _delta_commits(table: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for f in sorted((table / "_delta_log").glob("*.json")) for line in f.read_text().splitlines()]
+
+
+def test_bronze_in_the_spark_image_commits_to_delta_on_the_mounted_volume(
+        tmp_path, engine: podman.Engine, spark_image: BuiltImage, spark_apps, kafka_broker, schema_registry,
+        container_name):
+    app = spark_apps["bronze"]
+    assert driver_only(app), "the default pipeline runs each job in its driver pod"
+    spec, container = driver_pod(app)
+    delta_mount = next(m["mountPath"] for m in container["volumeMounts"] if m["name"] == "delta")
+
+    settings = pipeline.job_settings(kafka_broker.bootstrap, schema_registry.url, delta_mount, pipeline.new_prefix())
+    pipeline.create_topics(kafka_broker, settings)
+    produced = pipeline.produce(kafka_broker, settings, [
+        (topics.ORDER_PLACED, f"o{i}", order(f"o{i}", f"c{i % 3}", T0 + i, 10.0 + i)) for i in range(12)])
+
+    delta = podman.prepare_volume(tmp_path / "delta", spec)
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    (conf / "spark.properties").write_text(driver_properties(app))
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_broker.bootstrap,
+        "SCHEMA_REGISTRY_URL": schema_registry.url,
+        "TOPIC_PREFIX": settings.topic_prefix,
+        "TRIGGER_INTERVAL": "available-now",  # drain what is there and end (the CR: a streaming trigger)
+        "SPARK_DRIVER_BIND_ADDRESS": "127.0.0.1",  # status.podIP in the pod
+        "SPARK_CONF_DIR": "/opt/spark/conf",
+    }
+    argv = podman.container_argv(spec, container, image=spark_image.tag, engine=engine, name=container_name,
+                                 env=env, volumes={"delta": delta, CONF_VOLUME: conf})
+    done = podman.run_to_end(engine, argv, container_name, timeout=600)
+    log = done.stdout + done.stderr
+    summary = "\n".join(line for line in log.splitlines() if not line.lstrip().startswith("at "))[-6000:]
+    assert done.returncode == 0, summary
+    assert "Traceback" not in log, summary
+
+    table = Path(delta, settings.table("bronze", "order_placed").removeprefix(delta_mount).lstrip("/"))
+    assert (table / "_delta_log" / "00000000000000000000.json").is_file(), sorted(p.name for p in delta.rglob("*"))[:50]
+    actions = _delta_commits(table)
+    written = sum(json.loads(a["add"]["stats"])["numRecords"] for a in actions if "add" in a)
+    assert written == produced == 12
+    assert any(a.get("commitInfo", {}).get("operation") in ("STREAMING UPDATE", "WRITE", "MERGE") for a in actions)
+    assert table.stat().st_uid == spec["securityContext"]["runAsUser"]
