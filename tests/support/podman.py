@@ -21,7 +21,7 @@ import shutil
 import subprocess
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -147,13 +147,16 @@ def container_argv(
     volumes: Mapping[str, Path] | None = None,
     limits: bool = True,
     image_user: str | None = None,
+    omit_volumes: Collection[str] = (),
 ) -> list[str]:
     """The ``run`` command line for ``container`` of ``pod_spec`` (dicts in the API's shape).
 
     ``env`` overrides or adds variables (the endpoints of the test engines; every ``valueFrom`` of the
     spec must be given here, since there is no API server to resolve it). ``volumes`` maps a volume name
     to a host path for every volume that is not an emptyDir (persistentVolumeClaim, configMap, secret,
-    hostPath...). ``image_user``: the image's USER, to enforce runAsNonRoot when the spec sets no uid.
+    hostPath...); ``omit_volumes`` names volumes to leave unmounted (e.g. a pod's projected ServiceAccount
+    token when the test gives no API server). ``image_user``: the image's USER, to enforce runAsNonRoot
+    when the spec sets no uid.
     """
     env = dict(env or {})
     volumes = dict(volumes or {})
@@ -226,6 +229,8 @@ def container_argv(
     # --- volumes
     declared = {v["name"]: v for v in pod_spec.get("volumes") or []}
     for mount in container.get("volumeMounts") or []:
+        if mount["name"] in omit_volumes:
+            continue
         vol = declared.get(mount["name"])
         if vol is None:
             raise ContainerSpecError(f"{container['name']}: volumeMount {mount['name']} has no volume in the pod")
