@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -19,6 +20,12 @@ from schemas import serde, topics
 GOLD_SIDE_QUERIES = ("gold_c360", "score")
 
 
+# librdkafka's own reconnect chatter is not the check's output: an unreachable broker is one line (Unreachable).
+_QUIET = logging.getLogger("consistency.librdkafka")
+_QUIET.addHandler(logging.NullHandler())
+_QUIET.propagate = False
+
+
 class Unreachable(RuntimeError):
     """Kafka or the registry cannot be read; ``str()`` is the one line printed."""
 
@@ -32,7 +39,7 @@ def read_latest(settings: ConsistencySettings, topic: str, decode: Callable[[byt
         str, tuple[dict[str, Any], int]]:
     """key -> (decoded value, record timestamp ms) of the newest record per key; a tombstone removes the key."""
     consumer = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": f"consistency-{uuid.uuid4().hex}",
-                         "enable.auto.commit": False, "socket.connection.setup.timeout.ms": 5000})
+                         "enable.auto.commit": False, "socket.connection.setup.timeout.ms": 5000, "logger": _QUIET})
     where = f"Kafka at {settings.bootstrap_servers} ({settings.env_name('bootstrap_servers')})"
     latest: dict[str, tuple[dict[str, Any], int]] = {}
     try:
@@ -122,7 +129,7 @@ def publish(settings: ConsistencySettings, record: dict[str, Any]) -> None:
         raise Unreachable(f"Schema Registry at {settings.schema_registry_url} "
                           f"({settings.env_name('schema_registry_url')}): {' '.join(str(exc).split())[:200]}") from None
     producer = Producer({"bootstrap.servers": settings.bootstrap_servers, "acks": "all",
-                         "socket.connection.setup.timeout.ms": 5000, "message.timeout.ms": 15000})
+                         "socket.connection.setup.timeout.ms": 5000, "message.timeout.ms": 15000, "logger": _QUIET})
     errors: list[str] = []
     producer.produce(topic.name, key=b"consistency", value=data,
                      on_delivery=lambda err, _msg: errors.append(str(err)) if err is not None else None)

@@ -11,7 +11,8 @@ import pytest
 
 from tests.support.paths import SPARK_JARS
 
-TIER_BY_FOLDER = {"unit": "unit", "engines": "engines", "manifests": "manifests", "cluster": "cluster"}
+TIER_BY_FOLDER = {"unit": "unit", "engines": "engines", "manifests": "manifests", "images": "images",
+                  "cluster": "cluster"}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -20,10 +20,12 @@ cannot run. Not modelled: intermediate rows from the joins racing each other (se
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import threading
 import uuid
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -79,8 +81,14 @@ class KsqlDbViewDouble:
     """Start with ``start()``: reads the sources from their current end (``from_beginning``: from the
     start), writes the view, serves /query on ``url``."""
 
-    def __init__(self, bootstrap: str, registry_url: str, *, from_beginning: bool = False) -> None:
+    def __init__(self, bootstrap: str, registry_url: str, *, from_beginning: bool = False, topic_prefix: str = "",
+                 drop: Callable[[str, dict[str, Any]], bool] | None = None) -> None:
+        """``topic_prefix``: of the source and view topics (a test's own); ``drop(topic, value)``: records the
+        double loses on purpose (a fault for the consistency check to find), by contract topic name."""
         self.bootstrap, self.registry_url, self.from_beginning = bootstrap, registry_url, from_beginning
+        self.prefix = topic_prefix
+        self.drop = drop
+        self.dropped = 0
         self.customers: dict[str, _Customer] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -100,9 +108,10 @@ class KsqlDbViewDouble:
         assignment = []
         meta = consumer.list_topics(timeout=10)
         for t in SOURCES:
-            for p in meta.topics[t.name].partitions:
-                start = 0 if self.from_beginning else consumer.get_watermark_offsets(TopicPartition(t.name, p), 10)[1]
-                assignment.append(TopicPartition(t.name, p, start))
+            name = self.prefix + t.name
+            for p in meta.topics[name].partitions:
+                start = 0 if self.from_beginning else consumer.get_watermark_offsets(TopicPartition(name, p), 10)[1]
+                assignment.append(TopicPartition(name, p, start))
         consumer.assign(assignment)
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
@@ -128,7 +137,9 @@ class KsqlDbViewDouble:
     # ---- the persistent query --------------------------------------------------------------------------------
     def _consume(self, consumer: Consumer) -> None:
         registry = serde.registry_client(self.registry_url)
-        codecs = {t.name: serde.TopicSerde(registry, t) for t in SOURCES}
+        codecs = {self.prefix + t.name: serde.TopicSerde(registry, dataclasses.replace(t, name=self.prefix + t.name))
+                  for t in SOURCES}
+        view_topic = self.prefix + topics.CUSTOMER_CONSOLIDATED.name
         producer = Producer({"bootstrap.servers": self.bootstrap, "partitioner": LIBRDKAFKA_PARTITIONER,
                              "linger.ms": 5})
         try:
@@ -141,17 +152,21 @@ class KsqlDbViewDouble:
                         continue
                     value = codecs[msg.topic()].deserialize(msg.value())
                     key = msg.key().decode()
+                    topic = msg.topic()[len(self.prefix):]
+                    if self.drop is not None and self.drop(topic, value):
+                        self.dropped += 1
+                        continue
                     with self._lock:
                         c = self.customers.setdefault(key, _Customer())
-                        if msg.topic() == topics.CUSTOMER_PROFILE.name:
+                        if topic == topics.CUSTOMER_PROFILE.name:
                             c.profile = value
-                        elif msg.topic() == topics.ORDER_PLACED.name:
+                        elif topic == topics.ORDER_PLACED.name:
                             c.orders[value["order_id"]] = (float(value["order_total"]), _ms(value["placed_at"]))
                         else:
                             c.activations[value["activation_id"]] = (value["status"], _ms(value.get("delivered_at")))
                         row = c.row(key)
                     if row is not None:
-                        producer.produce(topics.CUSTOMER_CONSOLIDATED.name, key=key.encode(),
+                        producer.produce(view_topic, key=key.encode(),
                                          value=json.dumps(row).encode(), timestamp=msg.timestamp()[1])
                 producer.poll(0)
         except BaseException as exc:  # a test sees it instead of a silently dead double
