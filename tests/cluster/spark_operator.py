@@ -387,6 +387,23 @@ def spark_properties(kube: KubeAPIServer, pod: dict[str, Any]) -> dict[str, str]
     return props
 
 
+def write_config_map_volume(kube: KubeAPIServer, pod: dict[str, Any], volume: str, dest: Path) -> Path:
+    """The files the kubelet would project for the pod's configMap volume `volume` (its `items`, or every key),
+    read from the API server, written under `dest` (mode 0644, as a configMap volume's default)."""
+    source = next(v["configMap"] for v in pod["spec"]["volumes"] if v["name"] == volume)
+    cm = client.CoreV1Api(kube.api_client()).read_namespaced_config_map(source["name"], pod["metadata"]["namespace"])
+    data = cm.data or {}
+    items = source.get("items") or [{"key": key, "path": key} for key in data]
+    dest.mkdir(parents=True, exist_ok=True)
+    dest.chmod(0o755)
+    for item in items:
+        path = dest / item["path"]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(data[item["key"]])
+        path.chmod(item.get("mode", source.get("defaultMode", 0o644)))
+    return dest
+
+
 @contextlib.contextmanager
 def running_operator(kube: KubeAPIServer, job_namespaces: list[str], workdir: Path,
                      process_logs: dict[str, Callable[[], str]],
