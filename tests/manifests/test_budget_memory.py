@@ -205,7 +205,8 @@ def test_a_cronjobs_pod_is_listed_but_not_counted():
     """The consistency check's CronJob: in the table with its request, outside the totals (Line.periodic)."""
     b = budget()
     (line,) = [line for line in b.lines if line.pod == "marketing-engine-consistency"]
-    assert line.periodic and line.transient and line.memory_mib == 64
+    assert line.periodic and line.transient
+    assert line.memory_mib == memory_mib(default_values()["consistency"]["resources"]["requests"]["memory"])
     assert b.total_mib == sum(x.count * x.memory_mib for x in b.lines) - line.memory_mib
     off = [line for line in pod_specs(render((), ("pipeline.enabled=true", "consistency.enabled=false")))
            if line.kind == "CronJob"]
