@@ -62,13 +62,22 @@ def _skip_or_fail(message: str) -> None:
     pytest.skip(message)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # session: checked before the API server starts
 def engine() -> podman.Engine:
     try:
         return podman.engine()
     except RuntimeError as exc:
         _skip_or_fail(str(exc))
         raise
+
+
+@pytest.fixture(scope="session")  # session: checked before the API server starts
+def spark_image(engine: podman.Engine) -> str:
+    """The image the CR names, in the engine's storage (the images tier builds it; nothing is pulled)."""
+    image = next(d for d in yaml.safe_load_all(COMMITTED.read_text()) if d)["spec"]["image"]
+    if not engine.exists(image):
+        _skip_or_fail(f"{image} is not in {engine.name}'s storage: the images tier builds it (make test-images)")
+    return image
 
 
 @pytest.fixture(scope="module")
@@ -138,14 +147,10 @@ def delta_rows(table: Path) -> int:
 
 
 def test_bronze_driver_pod_from_the_operator_runs_in_podman_and_commits_to_delta(
-        tmp_path: Path, kube_apiserver: KubeAPIServer, operator: so.SparkOperator, helm: Helm,
-        engine: podman.Engine, kafka_broker, schema_registry, process_logs: dict[str, Callable[[], str]],
-        tier_timings: dict[str, float]) -> None:
+        engine: podman.Engine, spark_image: str, tmp_path: Path, kube_apiserver: KubeAPIServer,
+        operator: so.SparkOperator, helm: Helm, kafka_broker, schema_registry,
+        process_logs: dict[str, Callable[[], str]], tier_timings: dict[str, float]) -> None:
     started = time.monotonic()
-    committed_image = next(d for d in yaml.safe_load_all(COMMITTED.read_text()) if d)["spec"]["image"]
-    if not engine.exists(committed_image):
-        _skip_or_fail(f"{committed_image} is not in {engine.name}'s storage: the images tier builds it "
-                      "(make test-images)")
 
     # the CR: the chart's rendering with the test engines' addresses and a fresh topic prefix
     prefix = pipeline.new_prefix()
@@ -172,7 +177,7 @@ def test_bronze_driver_pod_from_the_operator_runs_in_podman_and_commits_to_delta
     pod = so.driver_pod(kube_apiserver, NAMESPACE, name)
     (tmp_path / "driver-pod.json").write_text(json.dumps(pod, indent=1))
     spec, container = pod["spec"], so.driver_container(pod)
-    assert container["image"] == cr["spec"]["image"] and "command" not in container
+    assert container["image"] == cr["spec"]["image"] == spark_image and "command" not in container
 
     # the kubelet's share: volumes, the pod IP, no ServiceAccount token
     delta = podman.prepare_volume(tmp_path / "delta", spec)
