@@ -49,23 +49,20 @@ def read_latest(settings: ConsistencySettings, topic: str, decode: Callable[[byt
             raise Unreachable(f"{where} unreachable: {' '.join(str(exc).split())[:200]}") from None
         if meta is None or meta.error is not None or not meta.partitions:
             raise Unreachable(f"topic {topic} not found on {where}: is the stack up?")
-        ends = {}
+        ends, starts = {}, []
         for p in meta.partitions:
             low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
             if high > low:
                 ends[p] = high
-        consumer.assign([TopicPartition(topic, p, 0) for p in ends])  # 0: from the earliest kept
+                starts.append(TopicPartition(topic, p, low))  # the oldest record retention/compaction kept
+        consumer.assign(starts)
         deadline = time.monotonic() + settings.read_timeout_s
         while ends:
             if time.monotonic() > deadline:
                 raise Unreachable(f"reading {topic} from {where} took longer than {settings.read_timeout_s:.0f}s "
                                   f"({settings.env_name('read_timeout_s')})")
             for msg in consumer.consume(1000, 1.0):
-                if msg.error() is not None:
-                    continue
-                if msg.offset() + 1 >= ends.get(msg.partition(), 0):
-                    ends.pop(msg.partition(), None)
-                if msg.key() is None:
+                if msg.error() is not None or msg.key() is None:
                     continue
                 key = msg.key().decode(errors="replace")
                 if msg.value() is None:
@@ -75,6 +72,11 @@ def read_latest(settings: ConsistencySettings, topic: str, decode: Callable[[byt
                     latest[key] = (decode(msg.value()), msg.timestamp()[1])
                 except Exception:  # noqa: BLE001, S112 - a record that breaks its contract is not a side's state
                     continue
+            # Done with a partition once the position passed the end taken at the start (a position, not
+            # the last offset seen: a transactional producer's commit marker takes the last offset).
+            for tp in consumer.position([TopicPartition(topic, p) for p in ends]):
+                if tp.offset >= ends[tp.partition]:
+                    ends.pop(tp.partition)
     finally:
         consumer.close()
     return latest
