@@ -17,6 +17,7 @@ from operators.ksql.reconcile import ConfigMapView, Fail, Retry, Runtime
 from operators.ksql.settings import OperatorSettings
 from schemas import topics
 from tests.support.ksqldb_double import CONTENT_TYPE, KsqlDbDouble
+from tests.support.schema_registry_double import SchemaRegistryDouble
 
 KSQL_DIR = Path(__file__).resolve().parents[2] / "ksql"
 FILES = {p.name: p.read_text() for p in sorted(KSQL_DIR.glob("*.sql"))}
@@ -386,7 +387,18 @@ def test_removed_statement_follows_the_deletion_policy(ksqldb):
     assert "EXTRA" not in ksqldb.sources and "EXTRA" in ksqldb.topics
 
 
-def test_waits_for_the_producers_schema_subjects_before_creating_avro_sources(ksqldb, schema_registry):
+@pytest.fixture
+def empty_registry() -> Iterator[SchemaRegistryDouble]:
+    """A registry of this test's own: the session's has subjects other tests' producers registered."""
+    double = SchemaRegistryDouble().start()
+    try:
+        yield double
+    finally:
+        double.stop()
+
+
+def test_waits_for_the_producers_schema_subjects_before_creating_avro_sources(ksqldb, empty_registry):
+    schema_registry = empty_registry
     rt = runtime(ksqldb, registry_url=schema_registry.url)
     cm = ConfigMap(FILES)
 
