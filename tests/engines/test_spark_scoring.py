@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 import pytest
+import requests
 from confluent_kafka import Consumer
 
 from schemas import serde, topics
@@ -13,6 +14,7 @@ from seed.simulator import SimConfig, Simulator, write_ground_truth
 from spark import model as M
 from spark.jobs import bronze, evaluate, gold, score, silver, train
 from tests.support import pipeline
+from tests.support.schema_registry_double import SchemaRegistryDouble
 
 
 @pytest.fixture(scope="module")
@@ -83,3 +85,26 @@ def test_score_stream_publishes_decodable_framed_avro(spark, kafka_broker, simul
     assert sample["model_version"] == version
     assert sample["behavioural_stage"] in {"prospect", "customer", "evangelist", "churn-risk"}
     assert 0.0 <= sample["score"] <= 1.0 and sample["scored_at"] is not None
+
+
+def test_the_score_job_registers_its_contracts_before_it_waits_for_gold(spark, monkeypatch, tmp_path):
+    """ksqlDB's segments read the score topic, and the KSQL operator creates them once its subject exists:
+    the job registers it (and gold's metrics topic) as it starts, not after gold and a model exist."""
+    registry = SchemaRegistryDouble().start()
+
+    class StillWaiting(Exception):
+        pass
+
+    def wait_for(_spark, path, *args, **kwargs):
+        raise StillWaiting(path)  # gold is not there yet: stop the start here
+
+    try:
+        settings = pipeline.job_settings("127.0.0.1:9", registry.url, str(tmp_path / "delta"), pipeline.new_prefix())
+        monkeypatch.setattr(score.tables, "wait_for", wait_for)
+        with pytest.raises(StillWaiting, match="c360"):
+            score.start(spark, settings)
+        subjects = requests.get(f"{registry.url}/subjects", timeout=5).json()
+        assert settings.topic(topics.PROPENSITY_SCORE).subject in subjects
+        assert settings.topic(topics.CUSTOMER_C360).subject in subjects
+    finally:
+        registry.stop()
