@@ -121,7 +121,7 @@ def horizon(statuses: Iterable[dict[str, Any]]) -> int | None:
 
 
 def publish(settings: ConsistencySettings, record: dict[str, Any]) -> None:
-    """The report on dom.pipeline.consistency.v1, keyed "consistency" (the newest is the current one)."""
+    """The report on dom.pipeline.consistency.v1, keyed topics.CONSISTENCY_KEY (the newest is the current one)."""
     topic = settings.topic(topics.CONSISTENCY)
     where = f"Kafka at {settings.bootstrap_servers} ({settings.env_name('bootstrap_servers')})"
     try:
@@ -133,7 +133,7 @@ def publish(settings: ConsistencySettings, record: dict[str, Any]) -> None:
     producer = Producer({"bootstrap.servers": settings.bootstrap_servers, "acks": "all",
                          "socket.connection.setup.timeout.ms": 5000, "message.timeout.ms": 15000, "logger": _QUIET})
     errors: list[str] = []
-    producer.produce(topic.name, key=b"consistency", value=data,
+    producer.produce(topic.name, key=topics.CONSISTENCY_KEY.encode(), value=data,
                      on_delivery=lambda err, _msg: errors.append(str(err)) if err is not None else None)
     if producer.flush(20) != 0 or errors:
         raise Unreachable(f"the report could not be published to {topic.name} on {where}: "

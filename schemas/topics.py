@@ -66,6 +66,7 @@ CUSTOMER_C360 = Topic("dom.customer.gold.v1", "avro", "string", ("spark-score",)
 CONSISTENCY = Topic(
     "dom.pipeline.consistency.v1", "avro", "string", ("consistency",), "consistency_report.avsc", partitions=1,
 )
+CONSISTENCY_KEY = "consistency"  # the report topic's one key: its writer, the feeder and verify use this
 # Undecodable source records: original key and value bytes, the reason in headers.
 DEAD_LETTER = Topic("dom.pipeline.deadletter.v1", "bytes", "bytes", ("spark-bronze",))
 # Per committed micro-batch of every Spark streaming query (spark/status.py), keyed by the query name

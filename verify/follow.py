@@ -47,7 +47,7 @@ SILVER_QUERIES = ("silver_customers", "silver_orders", "silver_activations")
 CONSOLIDATED_TABLE = "T_CUSTOMER_CONSOLIDATED"
 LOOK_EVERY_S = 1.0  # HTTP hops are asked at most this often
 ORDER_TOTAL = 42.0
-CONSISTENCY_KEY = b"consistency"  # the report topic's one key (webapp.records.REPORT_KEYS)
+CONSISTENCY_KEY = topics.CONSISTENCY_KEY.encode()
 
 
 class VerifyError(RuntimeError):

@@ -33,7 +33,7 @@ VIEW_TOPICS = (topics.CUSTOMER_CONSOLIDATED, topics.PROPENSITY_SCORE, topics.SEG
 HISTORY_TOPICS = (topics.ORDER_ENRICHED, topics.ACTIVATION_STATUS)
 # Reports about the pipeline, not customers: each keyed by one constant, the newest record is current.
 REPORT_TOPICS = (topics.CONSISTENCY,)
-REPORT_KEYS = {topics.CONSISTENCY.name: "consistency"}
+REPORT_KEYS = {topics.CONSISTENCY.name: topics.CONSISTENCY_KEY}
 FEED_TOPICS = VIEW_TOPICS + HISTORY_TOPICS + REPORT_TOPICS
 
 
