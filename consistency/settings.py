@@ -32,4 +32,4 @@ class ConsistencySettings:
         return {f.name: f.metadata["env"].name for f in dataclasses.fields(cls)}[field]
 
     def topic(self, contract: topics.Topic) -> topics.Topic:
-        return dataclasses.replace(contract, name=self.topic_prefix + contract.name) if self.topic_prefix else contract
+        return topics.prefixed(contract, self.topic_prefix)

@@ -8,7 +8,7 @@ repartition and per-customer order is kept.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 
@@ -96,6 +96,11 @@ SOURCE_TOPICS: tuple[Topic, ...] = (CUSTOMER_PROFILE, ORDER_PLACED, ACTIVATION_S
 # (ksql/060-segments.sql joins them). They must exist before the KSQL operator creates what reads them.
 KSQL_INPUT_TOPICS: tuple[Topic, ...] = (*SOURCE_TOPICS, PROPENSITY_SCORE)
 BY_NAME: dict[str, Topic] = {t.name: t for t in ALL_TOPICS}
+
+
+def prefixed(contract: Topic, prefix: str) -> Topic:
+    """The contract topic under a deployment's prefix (tests and side-by-side demos use one; "": itself)."""
+    return replace(contract, name=prefix + contract.name) if prefix else contract
 
 
 def topic(name: str) -> Topic:

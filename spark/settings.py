@@ -6,10 +6,10 @@ import dataclasses
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from common import settings as s
-from schemas.topics import Topic
+from schemas.topics import Topic, prefixed
 
 
 def _trigger(raw: str) -> str:
@@ -71,7 +71,7 @@ class JobSettings:
 
     def topic(self, contract: Topic) -> Topic:
         """The contract topic under this deployment's prefix (tests and side-by-side demos use one)."""
-        return replace(contract, name=self.topic_prefix + contract.name) if self.topic_prefix else contract
+        return prefixed(contract, self.topic_prefix)
 
     def table(self, layer: str, name: str) -> str:
         return f"{self.delta_root.rstrip('/')}/{layer}/{name}"
