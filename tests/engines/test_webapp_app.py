@@ -9,7 +9,6 @@ import time
 import uuid
 from collections import Counter
 
-import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from schemas import serde, topics
@@ -17,10 +16,7 @@ from seed.events import LIFECYCLE_STAGES
 from tests.engines.test_webapp_helpers import (
     caught_up,
     consolidated,
-    db_url,
     enriched_order,
-    ensure_topics,
-    flush,
     new_id,
     produce_avro,
     produce_json,
@@ -32,20 +28,6 @@ from tests.engines.test_webapp_helpers import (
     wait_until,
 )
 from tests.support.http_proxy_double import HttpProxyDouble
-
-
-@pytest.fixture
-def url(redis_server):
-    url = db_url(redis_server)
-    flush(url)
-    yield url
-    flush(url)
-
-
-@pytest.fixture
-def broker(kafka_broker):
-    ensure_topics(kafka_broker)
-    return kafka_broker
 
 
 def _csrf(html: str) -> str:

@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from schemas import topics
-from tests.engines.test_webapp_helpers import db_url, flush, running_app, settings
+from tests.engines.test_webapp_helpers import running_app, settings
 from webapp import cache as cache_mod
 from webapp import model
 from webapp.cache import CacheReader, CacheWriter, EpochMismatch, LeaseLost
@@ -21,14 +21,6 @@ STAGES = ("prospect", "customer", "evangelist", "churn-risk")
 CONSOLIDATED = topics.CUSTOMER_CONSOLIDATED.name
 SCORE = topics.PROPENSITY_SCORE.name
 SEGMENT = topics.SEGMENT_MATERIALIZED.name
-
-
-@pytest.fixture
-def url(redis_server):
-    url = db_url(redis_server)
-    flush(url)
-    yield url
-    flush(url)
 
 
 @pytest.fixture

@@ -10,16 +10,12 @@ import html as html_lib
 import re
 import time
 
-import pytest
 import redis
 
 from schemas import topics
 from tests.engines.test_webapp_helpers import (
     avro_codec,
     caught_up,
-    db_url,
-    ensure_topics,
-    flush,
     produce,
     running,
     running_app,
@@ -32,20 +28,6 @@ from webapp.status import ConsistencyReport
 
 TOPIC = topics.CONSISTENCY
 KEY = "consistency"
-
-
-@pytest.fixture
-def url(redis_server):
-    url = db_url(redis_server)
-    flush(url)
-    yield url
-    flush(url)
-
-
-@pytest.fixture
-def broker(kafka_broker):
-    ensure_topics(kafka_broker)
-    return kafka_broker
 
 
 def _report(checked_at: int, **overrides) -> dict:

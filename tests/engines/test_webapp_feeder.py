@@ -26,11 +26,8 @@ from tests.engines.test_webapp_helpers import (
     caught_up,
     committed,
     consolidated,
-    db_url,
     end_offsets,
     enriched_order,
-    ensure_topics,
-    flush,
     new_id,
     produce,
     produce_avro,
@@ -51,20 +48,6 @@ from webapp.status import FeederStatus
 
 CONSOLIDATED = topics.CUSTOMER_CONSOLIDATED.name
 SCORES = topics.PROPENSITY_SCORE.name
-
-
-@pytest.fixture
-def url(redis_server):
-    url = db_url(redis_server)
-    flush(url)
-    yield url
-    flush(url)
-
-
-@pytest.fixture
-def broker(kafka_broker):
-    ensure_topics(kafka_broker)
-    return kafka_broker
 
 
 def _cached(client, customer_id: str, **want):
