@@ -67,6 +67,11 @@ CONSISTENCY = Topic(
     "dom.pipeline.consistency.v1", "avro", "string", ("consistency",), "consistency_report.avsc", partitions=1,
 )
 CONSISTENCY_KEY = "consistency"  # the report topic's one key: its writer, the feeder and verify use this
+# Requests to forget a customer (python -m forget, make forget), keyed by customer_id: the web UI's feeder
+# erases the customer from Redis, spark/jobs/erasure.py from Delta (docs/forget.md).
+CUSTOMER_ERASURE = Topic(
+    "dom.customer.erasure.v1", "avro", "string", ("forget", "webapp"), "customer_erasure.avsc"
+)
 # Undecodable source records: original key and value bytes, the reason in headers.
 DEAD_LETTER = Topic("dom.pipeline.deadletter.v1", "bytes", "bytes", ("spark-bronze",))
 # Per committed micro-batch of every Spark streaming query (spark/status.py), keyed by the query name
@@ -89,6 +94,7 @@ ALL_TOPICS: tuple[Topic, ...] = (
     DEAD_LETTER,
     PIPELINE_STATUS,
     CONSISTENCY,
+    CUSTOMER_ERASURE,
 )
 # The raw event topics the seed and the web UI publish and Spark bronze ingests.
 SOURCE_TOPICS: tuple[Topic, ...] = (CUSTOMER_PROFILE, ORDER_PLACED, ACTIVATION_STATUS)

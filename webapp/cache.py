@@ -6,6 +6,9 @@ Layout (a few fixed prefixes, so a reset never touches anything else in a shared
                                   internal ``_consolidated`` marker, and the history lists as JSON
                                   (``score_history``, ``segment_history``, ``recent_orders``,
                                   ``recent_engagements``; newest first, at most HISTORY_MAX each).
+                                  An erased customer (``dom.customer.erasure.v1``) keeps only
+                                  ``_erased`` (the request's time): nothing else of it is stored
+                                  again, so no later record brings its personal fields back.
 ``customers:ids``           ZSET  every listed customer (known to one of the view's three topics), score 0.
 ``customers:idx:<column>``  ZSET  one per sortable column, every listed customer in every index. Numeric:
                                   member = id, score = value (-inf when missing). Text: score 0, member
@@ -94,6 +97,8 @@ SEGMENT = topics.SEGMENT_MATERIALIZED.name
 ORDERS = topics.ORDER_ENRICHED.name
 ACTIVATIONS = topics.ACTIVATION_STATUS.name
 CONSISTENCY_TOPIC = topics.CONSISTENCY.name
+ERASURE = topics.CUSTOMER_ERASURE.name
+ERASED = "_erased"  # internal hash field: the customer was forgotten (epoch ms of the request)
 
 
 def customer_key(customer_id: str) -> str:
@@ -158,8 +163,21 @@ def _set_fields(raw: dict[str, str], fields: Mapping[str, str], value: Mapping[s
 
 def apply(raw: dict[str, str], record: Record, history_max: int) -> None:
     """Apply one record to a customer's stored strings (in place). Idempotent: applying the same
-    record twice leaves what applying it once does (history entries have identities)."""
+    record twice leaves what applying it once does (history entries have identities).
+
+    An erasure request empties the customer's hash but for the ERASED marker, and every later record
+    of that customer is ignored: ksqlDB's view keeps the profile it aggregated (it does not propagate
+    source tombstones, confluentinc/ksql#6938), so the next view record would carry the name, e-mail
+    and phone again. The ids are UUIDs: a returning person is a new customer, not this one."""
     value = record.value
+    if record.topic == ERASURE:
+        if value is not None:
+            erased_at = str(value["requested_at"])
+            raw.clear()
+            raw[ERASED] = erased_at
+        return
+    if ERASED in raw:
+        return
     if record.topic == CONSOLIDATED:
         _set_fields(raw, model.CONSOLIDATED_FIELDS, value)
         if value is None:

@@ -7,7 +7,9 @@ What it reads (``webapp.records``): the customer view's topics ``dom.customer.co
 ``dom.segment.materialized.v1`` (Avro), for the customer page's history
 ``dom.customer.order.enriched.v1`` (JSON) and ``dom.activation.delivery.status.v1`` (Avro), and the
 consistency check's reports ``dom.pipeline.consistency.v1`` (Avro; the newest is cached in
-``insights:consistency`` and mirrored in the status for ``make status``). A record
+``insights:consistency`` and mirrored in the status for ``make status``), and the requests to forget a
+customer ``dom.customer.erasure.v1`` (Avro, ``python -m forget``: the customer is erased from the cache
+and nothing of it is cached again, ``webapp.cache.apply``). A record
 that does not match its contract is skipped (an unexpected field alone is only noted), counted per
 topic and kind, and each kind is logged once.
 

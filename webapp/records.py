@@ -34,7 +34,9 @@ HISTORY_TOPICS = (topics.ORDER_ENRICHED, topics.ACTIVATION_STATUS)
 # Reports about the pipeline, not customers: each keyed by one constant, the newest record is current.
 REPORT_TOPICS = (topics.CONSISTENCY,)
 REPORT_KEYS = {topics.CONSISTENCY.name: topics.CONSISTENCY_KEY}
-FEED_TOPICS = VIEW_TOPICS + HISTORY_TOPICS + REPORT_TOPICS
+# Requests to forget a customer (python -m forget): the customer is erased from the cache and stays so.
+ERASURE_TOPICS = (topics.CUSTOMER_ERASURE,)
+FEED_TOPICS = VIEW_TOPICS + HISTORY_TOPICS + REPORT_TOPICS + ERASURE_TOPICS
 
 
 class Mismatch(ValueError):

@@ -36,6 +36,7 @@ TOPIC_ROLES = {
     topics.ORDER_ENRICHED.name: "enriched orders (ksqlDB, JSON)",
     topics.ACTIVATION_STATUS.name: "activation outcomes (source, Avro)",
     topics.CONSISTENCY.name: "consistency reports (python -m consistency, Avro)",
+    topics.CUSTOMER_ERASURE.name: "erasure requests (python -m forget, Avro)",
 }
 SPARK_LAYERS = ("bronze", "silver", "gold", "score")
 

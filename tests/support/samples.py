@@ -44,4 +44,8 @@ SAMPLES: dict[str, dict] = {
         "job": "silver", "query": "silver_orders", "batch_id": 42, "rows": 17,
         "newest_event_at": 1_767_229_200_000, "committed_at": 1_767_229_203_500, "probes": ["probe-0a1b2c3d4e5f"],
     },
+    topics.CUSTOMER_ERASURE.name: {
+        "customer_id": CUSTOMER, "request_id": "5d0e8f7a-1b2c-4d3e-9f40-a1b2c3d4e5f6",
+        "requested_at": 1_767_240_000_000, "requested_by": "ops@example.com",
+    },
 }

@@ -1,0 +1,71 @@
+"""The erasure request: built, checked and published to dom.customer.erasure.v1 (keyed by customer_id)."""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import time
+import uuid
+from typing import Any
+
+from confluent_kafka import KafkaException, Producer
+from confluent_kafka.admin import AdminClient
+
+from forget.settings import ForgetSettings
+from schemas import serde, topics
+from webapp.model import valid_customer_id
+
+# librdkafka's reconnect chatter is not the CLI's output: an unreachable broker is one line (Unreachable).
+_QUIET = logging.getLogger("forget.librdkafka")
+_QUIET.addHandler(logging.NullHandler())
+_QUIET.propagate = False
+
+
+class BadRequest(ValueError):
+    """The customer id cannot be a customer's; ``str()`` is the one line printed."""
+
+
+class Unreachable(RuntimeError):
+    """Kafka or the registry cannot be reached; ``str()`` is the one line printed."""
+
+
+def build(customer_id: str, requested_by: str = "", now_ms: int | None = None) -> dict[str, Any]:
+    """The request record; the id must be one the platform could hold (the web UI's rule for ids)."""
+    if not valid_customer_id(customer_id):
+        raise BadRequest(f"not a customer id: {customer_id!r} (expected 1-64 letters, digits or _.:-, "
+                         "starting with a letter or digit)")
+    try:
+        who = requested_by or getpass.getuser()
+    except (OSError, KeyError):  # no user name in a bare container
+        who = "unknown"
+    return {"customer_id": customer_id, "request_id": str(uuid.uuid4()),
+            "requested_at": int(time.time() * 1000) if now_ms is None else now_ms, "requested_by": who}
+
+
+def publish(settings: ForgetSettings, record: dict[str, Any]) -> None:
+    """The request on the erasure topic, acknowledged by every in-sync replica, or Unreachable."""
+    topic = settings.topic(topics.CUSTOMER_ERASURE)
+    where = f"Kafka at {settings.bootstrap_servers} ({settings.env_name('bootstrap_servers')})"
+    # Metadata first: an unreachable broker or a missing topic is named in seconds, not after the
+    # producer's delivery timeout (and a missing topic is not auto-created under a typo'd prefix).
+    admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers,
+                         "socket.connection.setup.timeout.ms": 5000, "logger": _QUIET})
+    try:
+        meta = admin.list_topics(topic.name, timeout=10).topics.get(topic.name)
+    except KafkaException as exc:
+        raise Unreachable(f"{where} unreachable: {' '.join(str(exc).split())[:200]}") from None
+    if meta is None or meta.error is not None or not meta.partitions:
+        raise Unreachable(f"topic {topic.name} not found on {where}: is the stack up?")
+    try:
+        data = serde.TopicSerde(serde.registry_client(settings.schema_registry_url), topic).serialize(record)
+    except Exception as exc:  # noqa: BLE001 - the registry client's transport errors
+        raise Unreachable(f"Schema Registry at {settings.schema_registry_url} "
+                          f"({settings.env_name('schema_registry_url')}): {' '.join(str(exc).split())[:200]}") from None
+    producer = Producer({"bootstrap.servers": settings.bootstrap_servers, "acks": "all", "enable.idempotence": True,
+                         "socket.connection.setup.timeout.ms": 5000, "message.timeout.ms": 15000, "logger": _QUIET})
+    errors: list[str] = []
+    producer.produce(topic.name, key=record["customer_id"].encode(), value=data,
+                     on_delivery=lambda err, _msg: errors.append(str(err)) if err is not None else None)
+    if producer.flush(20) != 0 or errors:
+        raise Unreachable(f"the request could not be published to {topic.name} on {where}: "
+                          f"{errors[0] if errors else 'not acknowledged in 20 s'}")

@@ -1,0 +1,124 @@
+"""spark/jobs/erasure.py on real Spark + Delta: a small simulated history through bronze, silver, gold
+and score (plus a quarantined record that carries the customer's e-mail in its raw bytes), then the
+customer is forgotten. Every parquet file under the Delta root (tables, _change_data, _delta_log
+checkpoints) is read back with Spark and holds no trace of the customer's name, e-mail or phone; the
+other customers are untouched; erasing twice is fine; an unknown id is one clear message."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from schemas import topics
+from seed.simulator import SimConfig, Simulator
+from spark.jobs import bronze, erasure, gold, score, silver
+from tests.support import pipeline
+
+CUSTOMERS = 8
+
+
+def parquet_files(root: str) -> dict[str, list[str]]:
+    """Every parquet file under ``root``, by directory (one directory: one schema, read in one go)."""
+    found: dict[str, list[str]] = {}
+    for folder, _dirs, files in os.walk(root):
+        for name in files:
+            if name.endswith(".parquet"):
+                found.setdefault(folder, []).append(os.path.join(folder, name))
+    return found
+
+
+def dump(spark, root: str) -> tuple[str, int]:
+    """The text of every row of every parquet file (binary columns decoded as UTF-8) and the file count."""
+    texts, count = [], 0
+    for _folder, files in sorted(parquet_files(root).items()):
+        count += len(files)
+        df = spark.read.option("mergeSchema", "true").parquet(*files)
+        df = df.select([F.col(f.name).cast("string").alias(f.name) if isinstance(f.dataType, T.BinaryType)
+                        else F.col(f.name) for f in df.schema.fields])
+        texts.extend(df.toJSON().collect())
+    return "\n".join(texts), count
+
+
+def log_text(root: str) -> str:
+    parts = []
+    for folder, _dirs, files in os.walk(root):
+        if folder.endswith("_delta_log"):
+            parts.extend(Path(folder, n).read_text(encoding="utf-8") for n in files if n.endswith(".json"))
+    return "\n".join(parts)
+
+
+def personal(history, customer_id: str) -> set[str]:
+    values = set()
+    for e in history:
+        if e.topic is topics.CUSTOMER_PROFILE and e.key == customer_id and e.record is not None:
+            values |= {e.record[k] for k in ("first_name", "last_name", "email", "phone") if e.record.get(k)}
+    return values
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, kafka_broker, schema_registry, spark):
+    root = tmp_path_factory.mktemp("erasure")
+    jobs = pipeline.job_settings(kafka_broker.bootstrap, schema_registry.url, str(root / "delta"),
+                                 pipeline.new_prefix())
+    pipeline.create_topics(kafka_broker, jobs)
+    history = list(Simulator(SimConfig(customers=CUSTOMERS, days=30, seed=5)).events())
+    ids = sorted({e.key for e in history if e.topic is topics.CUSTOMER_PROFILE})
+    gone, kept = ids[0], ids[1]
+    # a distinctive profile edit (seeded first names repeat across customers) and a quarantined record
+    last = max(e.record["updated_at"] for e in history if e.topic is topics.CUSTOMER_PROFILE and e.key == gone)
+    edit = {**next(e.record for e in history if e.topic is topics.CUSTOMER_PROFILE and e.key == gone),
+            "first_name": "Zyxforgotten", "last_name": "Qwvanished", "email": "zyx.erased@forget.example",
+            "phone": "+3247000111", "updated_at": last + 1000}
+    bad = b"\x07not avro " + json.dumps({"email": "zyx.quarantined@forget.example", "id": gone}).encode()
+    events = [(e.topic, e.key, e.record) for e in history] + [
+        (topics.CUSTOMER_PROFILE, gone, edit), (topics.CUSTOMER_PROFILE, gone, bad)]
+    pipeline.produce(kafka_broker, jobs, events)
+    for job in (bronze, silver, gold, score):  # score trains the model first (none yet)
+        pipeline.run(job, spark, jobs)
+    secrets = personal(history, gone) | {"Zyxforgotten", "Qwvanished", "zyx.erased@forget.example",
+                                        "+3247000111", "zyx.quarantined@forget.example"}
+    others = set().union(*(personal(history, i) for i in ids if i != gone))
+    return jobs, gone, kept, secrets - others, personal(history, kept) - personal(history, gone)
+
+
+def test_no_parquet_file_holds_the_forgotten_customer(spark, stack, capsys):
+    jobs, gone, kept, secrets, kept_secrets = stack
+    before, files_before = dump(spark, jobs.delta_root)
+    assert {s for s in secrets if s in before} == secrets  # the scan sees what it looks for
+    quarantine = spark.read.format("delta").load(jobs.table("quarantine", "records"))
+    assert quarantine.count() >= 1
+
+    lines = erasure.run(spark, jobs, [gone])
+    assert len(lines) == 1 and f"customer {gone}: deleted" in lines[0] and "quarantine/records 1" in lines[0]
+    after, files_after = dump(spark, jobs.delta_root)
+    assert files_after > 0
+    assert sorted(s for s in secrets if s in after) == [], "personal data left in parquet files"
+    assert kept_secrets and all(s in after for s in kept_secrets)  # the other customers are untouched
+    for store in erasure.STORES:
+        path = jobs.table(store.layer, store.name)
+        table = spark.read.format("delta").load(path)
+        assert table.where(erasure.matches(store, [gone])).count() == 0, store.label
+    assert spark.read.format("delta").load(jobs.table("silver", "customers")).where(
+        F.col("customer_id") == kept).count() == 1
+    in_log = sorted(s for s in secrets if s in log_text(jobs.delta_root))
+    print(f"parquet files scanned: {files_before} before, {files_after} after; "
+          f"personal values still in _delta_log JSON (file statistics): {len(in_log)} of {len(secrets)}")
+    report = spark.read.format("delta").load(jobs.table("erasure", "report")).where(F.col("customer_id") == gone)
+    assert {r.store for r in report.collect()} >= {"bronze/customer_profile", "silver/customers", "gold/c360",
+                                                    "quarantine/records"}
+
+
+def test_erasing_twice_is_fine_and_an_unknown_id_is_one_clear_message(spark, stack):
+    jobs, gone, _kept, _secrets, _ = stack
+    erasure.run(spark, jobs, [gone])  # the first test may not have run alone: make sure it is erased once
+    (line,) = erasure.run(spark, jobs, [gone])
+    assert line.startswith(f"erasure: customer {gone}: nothing left to erase (erased on ")
+    with pytest.raises(erasure.UnknownCustomer, match=r"unknown customer id no-such-customer: no Delta table under "):
+        erasure.run(spark, jobs, ["no-such-customer"])
+    with pytest.raises(ValueError, match="not a customer id"):
+        erasure.run(spark, jobs, ["bad id; DROP TABLE"])
