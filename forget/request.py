@@ -13,6 +13,7 @@ from confluent_kafka.admin import AdminClient
 
 from forget.settings import ForgetSettings
 from schemas import serde, topics
+from schemas.partitioning import LIBRDKAFKA_PARTITIONER
 from webapp.model import valid_customer_id
 
 # librdkafka's reconnect chatter is not the CLI's output: an unreachable broker is one line (Unreachable).
@@ -42,30 +43,58 @@ def build(customer_id: str, requested_by: str = "", now_ms: int | None = None) -
             "requested_at": int(time.time() * 1000) if now_ms is None else now_ms, "requested_by": who}
 
 
+# What a redacted profile holds instead of the customer's personal fields. The contract makes the names
+# and the e-mail non-null strings, and ksqlDB's LATEST_BY_OFFSET skips nulls anyway: empty strings
+# overwrite them; the phone is nullable and read with ignoreNulls=false (ksql/020-profile.sql).
+REDACTED = {"email": "", "first_name": "", "last_name": "", "phone": None}
+
+
+def redacted_profile(request: dict[str, Any]) -> dict[str, Any]:
+    """The profile upsert that overwrites the customer's personal fields wherever the latest profile wins.
+
+    ksqlDB does not take a source tombstone out of its aggregations (confluentinc/ksql#6938), so the
+    consolidated view, its state store and changelog and the compacted outputs would keep the name and
+    e-mail for ever. A newer profile version with the fields empty replaces them in every one of those
+    (and, after compaction, in the compacted topics). The declared stage is not known here: "erased"
+    says why the record exists; the customer is deactivated."""
+    at = int(request["requested_at"])
+    return {"customer_id": request["customer_id"], **REDACTED, "created_at": at, "updated_at": at,
+            "lifecycle_stage": "erased", "is_active": False}
+
+
 def publish(settings: ForgetSettings, record: dict[str, Any]) -> None:
-    """The request on the erasure topic, acknowledged by every in-sync replica, or Unreachable."""
+    """The request on the erasure topic and the redacted profile on the profile topic, each acknowledged
+    by every in-sync replica, or Unreachable."""
     topic = settings.topic(topics.CUSTOMER_ERASURE)
+    profile_topic = settings.topic(topics.CUSTOMER_PROFILE)
     where = f"Kafka at {settings.bootstrap_servers} ({settings.env_name('bootstrap_servers')})"
     # Metadata first: an unreachable broker or a missing topic is named in seconds, not after the
     # producer's delivery timeout (and a missing topic is not auto-created under a typo'd prefix).
     admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers,
                          "socket.connection.setup.timeout.ms": 5000, "logger": _QUIET})
     try:
-        meta = admin.list_topics(topic.name, timeout=10).topics.get(topic.name)
+        found = admin.list_topics(timeout=10).topics
     except KafkaException as exc:
         raise Unreachable(f"{where} unreachable: {' '.join(str(exc).split())[:200]}") from None
-    if meta is None or meta.error is not None or not meta.partitions:
-        raise Unreachable(f"topic {topic.name} not found on {where}: is the stack up?")
+    for name in (topic.name, profile_topic.name):
+        meta = found.get(name)
+        if meta is None or meta.error is not None or not meta.partitions:
+            raise Unreachable(f"topic {name} not found on {where}: is the stack up?")
     try:
-        data = serde.TopicSerde(serde.registry_client(settings.schema_registry_url), topic).serialize(record)
+        registry = serde.registry_client(settings.schema_registry_url)
+        data = serde.TopicSerde(registry, topic).serialize(record)
+        profile = serde.TopicSerde(registry, profile_topic).serialize(redacted_profile(record))
     except Exception as exc:  # noqa: BLE001 - the registry client's transport errors
         raise Unreachable(f"Schema Registry at {settings.schema_registry_url} "
                           f"({settings.env_name('schema_registry_url')}): {' '.join(str(exc).split())[:200]}") from None
     producer = Producer({"bootstrap.servers": settings.bootstrap_servers, "acks": "all", "enable.idempotence": True,
+                         "partitioner": LIBRDKAFKA_PARTITIONER,  # the profile topic is joined by ksqlDB
                          "socket.connection.setup.timeout.ms": 5000, "message.timeout.ms": 15000, "logger": _QUIET})
     errors: list[str] = []
-    producer.produce(topic.name, key=record["customer_id"].encode(), value=data,
-                     on_delivery=lambda err, _msg: errors.append(str(err)) if err is not None else None)
+    # The request first: a reader that sees the redacted profile can already find why it was sent.
+    for name, value in ((topic.name, data), (profile_topic.name, profile)):
+        producer.produce(name, key=record["customer_id"].encode(), value=value,
+                         on_delivery=lambda err, _msg: errors.append(str(err)) if err is not None else None)
     if producer.flush(20) != 0 or errors:
         raise Unreachable(f"the request could not be published to {topic.name} on {where}: "
                           f"{errors[0] if errors else 'not acknowledged in 20 s'}")

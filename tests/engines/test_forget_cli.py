@@ -16,6 +16,7 @@ from pathlib import Path
 from confluent_kafka import Consumer
 
 from schemas import serde, topics
+from schemas.partitioning import partition_for_key
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -51,7 +52,8 @@ def read_all(bootstrap: str, topic: str, expected: int, timeout: float = 30.0) -
 def test_request_is_published_keyed_by_customer_and_twice_is_fine(kafka_broker, schema_registry):
     prefix = f"f{uuid.uuid4().hex[:6]}."
     topic = prefix + topics.CUSTOMER_ERASURE.name
-    kafka_broker.create_topics([topic], partitions=3)
+    profiles = prefix + topics.CUSTOMER_PROFILE.name
+    kafka_broker.create_topics([topic, profiles], partitions=3)
     env = {"KAFKA_BOOTSTRAP_SERVERS": kafka_broker.bootstrap, "SCHEMA_REGISTRY_URL": schema_registry.url,
            "TOPIC_PREFIX": prefix, "FORGET_REQUESTED_BY": "ops@example.com"}
     first = run_cli("cust-42", **env)
@@ -71,6 +73,16 @@ def test_request_is_published_keyed_by_customer_and_twice_is_fine(kafka_broker, 
     assert {r["requested_by"] for r in records} == {"ops@example.com"}
     assert len({r["request_id"] for r in records}) == 2
     assert all(r["request_id"] in (first.stdout + second.stdout) for r in records)
+    # ksqlDB's profile is overwritten by a redacted version, in the partition ksqlDB's join reads (murmur2)
+    redacted = read_all(kafka_broker.bootstrap, profiles, 2)
+    profile_codec = serde.TopicSerde(serde.registry_client(schema_registry.url),
+                                     dataclasses.replace(topics.CUSTOMER_PROFILE, name=profiles), auto_register=False)
+    assert {m.partition() for m in redacted} == {partition_for_key(b"cust-42", 3)}
+    for msg in redacted:
+        value = profile_codec.deserialize(msg.value())
+        assert msg.key() == b"cust-42" and value["customer_id"] == "cust-42"
+        assert (value["email"], value["first_name"], value["last_name"], value["phone"]) == ("", "", "", None)
+        assert value["is_active"] is False and value["lifecycle_stage"] == "erased"
 
 
 def test_unreachable_broker_is_one_line(schema_registry):
