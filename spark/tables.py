@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import time
 from collections.abc import Callable, Iterator
 
@@ -24,6 +25,44 @@ CDF = {"delta.enableChangeDataFeed": "true"}
 # marks the few replaced rows instead of rewriting every file that holds one of them.
 MERGED = {**APPENDED, **CDF, "delta.enableDeletionVectors": "true"}
 
+# A customer's personal fields (the profile contract's name, e-mail and phone). Delta writes per-file
+# min/max statistics (of the first 32 columns by default) into the _delta_log commits, checksums and
+# checkpoints, which DELETE, REORG and VACUUM never rewrite: an erased customer's e-mail would stay in
+# the log until log cleanup (30 days; docs/forget.md). So a table holding any of these fields names its
+# statistics columns itself: every other column, so the ids and times that MERGE conditions and reads
+# filter on keep their data skipping. One rule, applied by `ensure`, so no writer can forget it.
+PERSONAL = frozenset({"email", "first_name", "last_name", "phone"})
+STATS_COLUMNS = "delta.dataSkippingStatsColumns"
+# The types Delta keeps min/max for; it rejects the property if it names another (boolean, binary,
+# array, map: DELTA_COLUMN_DATA_SKIPPING_NOT_SUPPORTED_TYPE).
+_STATS_TYPES = (T.StringType, T.NumericType, T.DateType, T.TimestampType, T.TimestampNTZType)
+_PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _quoted(name: str) -> str:
+    return name if _PLAIN.fullmatch(name) else "`" + name.replace("`", "``") + "`"
+
+
+def stats_columns(schema: T.StructType) -> str | None:
+    """The ``delta.dataSkippingStatsColumns`` value for ``schema``: every column with statistics except
+    the personal ones (matched by name at any depth; a struct's other fields are listed one by one as
+    ``parent.child``). None when the schema holds no personal field: Delta's default is fine there."""
+    found: list[str] = []
+    personal = False
+
+    def walk(fields: list[T.StructField], prefix: str) -> None:
+        nonlocal personal
+        for field in fields:
+            if field.name in PERSONAL:
+                personal = True
+            elif isinstance(field.dataType, T.StructType):
+                walk(field.dataType.fields, f"{prefix}{_quoted(field.name)}.")
+            elif isinstance(field.dataType, _STATS_TYPES):
+                found.append(prefix + _quoted(field.name))
+
+    walk(schema.fields, "")
+    return ",".join(found) if personal else None
+
 
 def exists(spark: SparkSession, path: str) -> bool:
     return DeltaTable.isDeltaTable(spark, path)
@@ -33,19 +72,16 @@ def ensure(spark: SparkSession, path: str, schema: T.StructType, properties: dic
     """Create an empty table with this schema unless one is there (only the table's writer calls this).
     A table an older release made gets the columns and properties it lacks; a property someone has
     set to another value on purpose is left alone."""
-    properties = properties or {}
+    properties = dict(properties or {})
+    stats = stats_columns(schema)
+    if stats is not None:
+        properties.setdefault(STATS_COLUMNS, stats)
     builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(schema)
     for key, value in properties.items():
         builder = builder.property(key, value)
     builder.execute()
     table = f"delta.`{path}`"
     existing = DeltaTable.forPath(spark, path)
-    have = existing.detail().select("properties").first()[0] or {}
-    missing = {k: v for k, v in properties.items() if k not in have}
-    if missing:
-        assignments = ", ".join(f"'{k}' = '{v}'" for k, v in sorted(missing.items()))
-        spark.sql(f"ALTER TABLE {table} SET TBLPROPERTIES ({assignments})")
-        log.info("table %s: set %s", path, ", ".join(sorted(missing)))
     present = set(existing.toDF().columns)
     new_fields = [f for f in schema.fields if f.name not in present]
     if new_fields:
@@ -53,6 +89,19 @@ def ensure(spark: SparkSession, path: str, schema: T.StructType, properties: dic
         columns = ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in new_fields)
         spark.sql(f"ALTER TABLE {table} ADD COLUMNS ({columns})")
         log.info("table %s: added columns %s", path, ", ".join(f.name for f in new_fields))
+    # After the columns: Delta checks that the statistics columns exist. On a table that already has
+    # files, the statistics property applies to the files written from now on (the older commits
+    # keep theirs until log cleanup).
+    have = existing.detail().select("properties").first()[0] or {}
+    missing = {k: v for k, v in properties.items() if k not in have}
+    if missing:
+        assignments = ", ".join(f"'{k}' = '{_literal(v)}'" for k, v in sorted(missing.items()))
+        spark.sql(f"ALTER TABLE {table} SET TBLPROPERTIES ({assignments})")
+        log.info("table %s: set %s", path, ", ".join(sorted(missing)))
+
+
+def _literal(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("'", "\\'")
 
 
 def wait_for(spark: SparkSession, path: str, timeout_s: float | None = None, poll_s: float = 5.0) -> None:
