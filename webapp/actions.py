@@ -2,17 +2,18 @@
 cookie, not in Redis: the web UI never writes the cache. An action shows as "sent · waiting for the
 pipeline" until the consolidated view reflects it (the customer appears; its order count or its
 activation count grows), then "in the pipeline view" with the pipeline's numbers. A broken pipeline
-therefore shows as actions that never arrive."""
+therefore shows as actions that never arrive. Forgetting a customer drops its actions from the
+session (``forget``; ``listed`` drops those of customers forgotten elsewhere)."""
 
 from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Mapping, MutableMapping, Sequence
 from typing import Any
 
 from webapp import model
-from webapp.cache import CacheReader
+from webapp.cache import ERASED, CacheReader, customer_key
 
 KEPT = 8  # a session cookie holds about 4 KB
 
@@ -42,14 +43,44 @@ def arrived(action: Mapping[str, Any], view: Mapping[str, Any] | None) -> bool:
     return True  # a created customer: it is in the view
 
 
-def listed(session: Mapping[str, Any], cache: CacheReader, customer_id: str | None = None) -> list[dict[str, Any]]:
-    """The session's actions (newest first) with their status: one Redis round trip."""
+def forget(session: MutableMapping[str, Any], customer_id: str) -> int:
+    """Drop every action of ``customer_id`` from the session (a created customer's summary holds the name
+    and e-mail typed): the web UI's share of forgetting a customer. Returns how many were dropped."""
+    stored = list(session.get("actions") or [])
+    kept = [a for a in stored if not (isinstance(a, dict) and a.get("customer_id") == customer_id)]
+    if len(kept) != len(stored):
+        session["actions"] = kept
+    return len(stored) - len(kept)
+
+
+def erased(cache: CacheReader, ids: Sequence[str]) -> dict[str, int]:
+    """Which of ``ids`` were forgotten (the feeder's ERASED marker), and when the erasure was requested
+    (epoch ms): one read-only round trip."""
+    if not ids:
+        return {}
+    pipe = cache.redis.pipeline(transaction=False)
+    for customer_id in ids:
+        pipe.hget(customer_key(customer_id), ERASED)
+    found = zip(ids, pipe.execute(), strict=True)
+    return {customer_id: int(at) for customer_id, at in found if at is not None and str(at).isdigit()}
+
+
+def listed(session: MutableMapping[str, Any], cache: CacheReader,
+           customer_id: str | None = None) -> list[dict[str, Any]]:
+    """The session's actions (newest first) with their status: one Redis round trip, two when some
+    customer is not in the view. Actions of a customer forgotten since they were sent (from another
+    browser, or by ``make forget``) are dropped from the session here, the next time it is shown."""
     actions = [dict(a) for a in session.get("actions") or [] if isinstance(a, dict)
                and model.valid_customer_id(a.get("customer_id"))
                and (customer_id is None or a.get("customer_id") == customer_id)]
     if not actions:
         return []
     views = cache.views(list(dict.fromkeys(a["customer_id"] for a in actions)))
+    gone = erased(cache, list(dict.fromkeys(a["customer_id"] for a in actions if a["customer_id"] not in views)))
+    if gone:
+        for forgotten in gone:
+            forget(session, forgotten)
+        actions = [a for a in actions if a["customer_id"] not in gone]
     for action in actions:
         view = views.get(action["customer_id"])
         action["arrived"] = arrived(action, view)

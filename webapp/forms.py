@@ -99,6 +99,16 @@ class EngagementForm(FlaskForm):
                 None if self.status.data == RANDOM else self.status.data)
 
 
+class ForgetForm(FlaskForm):
+    """Forgetting a customer cannot be undone: the visitor types the customer's id to confirm."""
+
+    confirm = StringField("Type the customer id to confirm", filters=[_strip],
+                          validators=[Length(max=64, message="Confirmation: at most 64 characters.")])
+
+    def confirms(self, customer_id: str) -> bool:
+        return self.confirm.data == customer_id
+
+
 def form_errors(form: FlaskForm) -> list[str]:
     """Every error of a form as a readable sentence (the CSRF one included)."""
     out: list[str] = []

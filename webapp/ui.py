@@ -9,6 +9,7 @@ from typing import Any
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
 
+from forget import request as erasure
 from schemas import topics
 from seed import events
 from seed.publish import PublishError
@@ -18,6 +19,7 @@ from webapp.cache import Insights, RedisError
 from webapp.forms import (
     CreateCustomerForm,
     EngagementForm,
+    ForgetForm,
     ListQuery,
     OrderForm,
     form_errors,
@@ -36,7 +38,7 @@ TOPIC_ROLES = {
     topics.ORDER_ENRICHED.name: "enriched orders (ksqlDB, JSON)",
     topics.ACTIVATION_STATUS.name: "activation outcomes (source, Avro)",
     topics.CONSISTENCY.name: "consistency reports (python -m consistency, Avro)",
-    topics.CUSTOMER_ERASURE.name: "erasure requests (python -m forget, Avro)",
+    topics.CUSTOMER_ERASURE.name: "erasure requests (python -m forget, the web UI; Avro)",
 }
 SPARK_LAYERS = ("bronze", "silver", "gold", "score")
 
@@ -109,11 +111,16 @@ def create_customer() -> ResponseReturnValue:
 
 
 def _customer(rt: Runtime, customer_id: str) -> dict[str, Any]:
+    """The customer page's context. ``known``: the cache holds something of the customer (what forgetting
+    erases); ``erased_at`` (epoch ms): it was forgotten (the feeder keeps only that marker, and the page
+    says so instead of "not in the view yet")."""
     try:
         view, history = rt.cache.customer(customer_id)
-        return {"customer": view, "history": history, "error": None}
+        erased_at = sent.erased(rt.cache, [customer_id]).get(customer_id) if view is None else None
+        return {"customer": view, "history": history, "error": None, "erased_at": erased_at,
+                "known": view is not None or any(history.values())}
     except RedisError as exc:
-        return {"customer": None, "history": None, "error": _one_line(exc)}
+        return {"customer": None, "history": None, "error": _one_line(exc), "erased_at": None, "known": False}
 
 
 def _detail(customer_id: str, order_form: OrderForm | None = None, engagement_form: EngagementForm | None = None,
@@ -190,6 +197,67 @@ def add_engagement(customer_id: str) -> ResponseReturnValue:
     flash(f"Sent: {record['channel']} engagement, {record['status']}. The counts change when the pipeline has "
           "processed it.", "sent")
     return redirect(url_for("ui.customer", customer_id=customer_id), 303)
+
+
+# ---- forgetting a customer (issue 17; docs/forget.md) --------------------------------------------------------------
+
+
+def _forget_page(customer_id: str, form: ForgetForm | None = None, messages: list[str] | None = None,
+                 status: int = 200) -> ResponseReturnValue:
+    """The confirmation page; 404 for an id the cache does not know, 503 while Redis is down (nothing can
+    be checked, so nothing is offered)."""
+    rt = runtime()
+    found = _customer(rt, customer_id)
+    if found["error"] and status == 200:
+        status = 503
+    elif found["erased_at"] is None and not found["known"] and status == 200:
+        status = 404
+    return render_template("forget.html", customer_id=customer_id, **found, health=rt.health(),
+                           form=form or ForgetForm(), form_messages=messages or [], topics=topics), status
+
+
+@bp.get("/customers/<customer_id>/forget")
+def forget(customer_id: str) -> ResponseReturnValue:
+    if not model.valid_customer_id(customer_id):
+        abort(404)
+    return _forget_page(customer_id)
+
+
+@bp.post("/customers/<customer_id>/forget")
+def forget_confirmed(customer_id: str) -> ResponseReturnValue:
+    if not model.valid_customer_id(customer_id):
+        abort(404)
+    rt = runtime()
+    form = ForgetForm()
+    if not form.validate_on_submit():
+        return _forget_page(customer_id, form, form_errors(form), 400)
+    found = _customer(rt, customer_id)
+    if found["error"] or found["erased_at"] is not None:
+        # Redis down: the page says so. Already forgotten: asking again sends nothing (each store has
+        # erased it; `make forget` can still re-send both records).
+        return _forget_page(customer_id)
+    if not found["known"]:
+        return _forget_page(customer_id)  # 404 with the reason
+    if not form.confirms(customer_id):
+        form.confirm.data = ""
+        return _forget_page(customer_id, form, [f"Confirmation: type the customer id {customer_id} exactly. "
+                                                "Nothing was sent."], 400)
+    record = erasure.build(customer_id, requested_by="webapp")
+    try:
+        rt.publish(topics.CUSTOMER_ERASURE, customer_id, record)
+    except PublishError as exc:
+        return _forget_page(customer_id, form, [f"Not sent: {exc}"], 503)
+    sent.forget(session, customer_id)
+    flash(f"erasure of customer {customer_id} requested (request {record['request_id']}). It leaves this table "
+          "once the feeder has read the request.", "sent")
+    # ksqlDB keeps an aggregated profile after a tombstone (confluentinc/ksql#6938): a newer, redacted
+    # profile overwrites it. After the request, so a reader of the profile finds why it was sent.
+    try:
+        rt.publish(topics.CUSTOMER_PROFILE, customer_id, erasure.redacted_profile(record))
+    except PublishError as exc:
+        flash(f"The redacted profile for ksqlDB was not sent ({exc}): its view keeps the customer's name and "
+              f"e-mail until `make forget CUSTOMER={customer_id}` sends it.", "error")
+    return redirect(url_for("ui.index"), 303)
 
 
 # ---- insights ----------------------------------------------------------------------------------------------------
