@@ -91,7 +91,8 @@ def test_create_a_customer_in_the_browser_and_watch_the_pipeline_view_arrive(kaf
     url = db_url(redis_server)
     flush(url)
     OUTPUT.mkdir(parents=True, exist_ok=True)
-    shots = {name: OUTPUT / f"webapp-browser-{name}.png" for name in ("table", "sent", "arrived", "redis-down")}
+    shots = {name: OUTPUT / f"webapp-browser-{name}.png" for name in ("table", "sent", "arrived", "redis-down",
+                                                                        "forget")}
     for shot in shots.values():
         shot.unlink(missing_ok=True)
 
@@ -208,6 +209,21 @@ def test_create_a_customer_in_the_browser_and_watch_the_pipeline_view_arrive(kaf
                     redis_server.restart()
                 expect(page.locator("#status .banner-down")).to_have_count(0, timeout=60_000)
                 expect(rows).to_have_count(7, timeout=60_000)  # the wiped cache rebuilt from the topics
+
+                # forget the customer from its page: confirm by typing the id, then it leaves the table
+                problems.clear()  # the outage's 503s were expected
+                page.goto(f"{base}/customers/{customer_id}")
+                page.click("a.danger-link")
+                page.wait_for_url(f"{base}/customers/{customer_id}/forget")
+                page.fill("#confirm", customer_id)
+                page.screenshot(path=str(shots["forget"]), full_page=True)
+                page.click("button.danger")
+                page.wait_for_url(f"{base}/")
+                expect(page.locator(".flash-sent")).to_contain_text(f"erasure of customer {customer_id} requested")
+                expect(rows).to_have_count(6, timeout=30_000)
+                expect(page.locator(f'tr[data-customer="{customer_id}"]')).to_have_count(0)
+                assert [r["customer_id"] for r in proxy.decoded(topics.CUSTOMER_ERASURE.name)] == [customer_id]
+                assert problems == [], problems
             finally:
                 browser.close()
     for shot in shots.values():
