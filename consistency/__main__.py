@@ -33,8 +33,11 @@ def run(settings: ConsistencySettings, now_ms: int | None = None):  # noqa: ANN2
     """One comparison: both sides read to their current ends, the report published."""
     gold, horizon = read.gold_and_horizon(settings)  # gold first: the view is then at least as new
     view = read.view(settings)
+    # Erasures last: every erasure either side already reflects is then known.
+    erased = read.erased(settings)
     report = compare(view, gold, now_ms=int(time.time() * 1000) if now_ms is None else now_ms,
-                     gold_horizon_ms=horizon, settle_ms=int(settings.settle_s * 1000), examples=settings.examples)
+                     gold_horizon_ms=horizon, settle_ms=int(settings.settle_s * 1000), examples=settings.examples,
+                     erased=erased)
     read.publish(settings, report.record())
     return report
 

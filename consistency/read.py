@@ -30,6 +30,11 @@ class Unreachable(RuntimeError):
     """Kafka or the registry cannot be read; ``str()`` is the one line printed."""
 
 
+def _registry_unreachable(settings: ConsistencySettings, exc: Exception) -> Unreachable:
+    return Unreachable(f"Schema Registry at {settings.schema_registry_url} "
+                       f"({settings.env_name('schema_registry_url')}): {' '.join(str(exc).split())[:200]}")
+
+
 def _millis(value: Any) -> int | None:
     """Epoch ms of a time either side writes: JSON millis (the view) or a decoded Avro timestamp (gold)."""
     return None if value is None else serde.to_millis(value)
@@ -103,9 +108,21 @@ def gold_and_horizon(settings: ConsistencySettings) -> tuple[dict[str, Side], in
     except Unreachable:
         raise
     except Exception as exc:  # noqa: BLE001 - the registry client's transport errors
-        raise Unreachable(f"Schema Registry at {settings.schema_registry_url} "
-                          f"({settings.env_name('schema_registry_url')}): {' '.join(str(exc).split())[:200]}") from None
+        raise _registry_unreachable(settings, exc) from None
     return gold, horizon(v for v, _ in statuses.values())
+
+
+def erased(settings: ConsistencySettings) -> set[str]:
+    """The customers an erasure was requested for (dom.customer.erasure.v1, Avro, keyed by customer id)."""
+    try:
+        codec = serde.TopicSerde(serde.registry_client(settings.schema_registry_url),
+                                 settings.topic(topics.CUSTOMER_ERASURE), auto_register=False)
+        requests = read_latest(settings, settings.topic(topics.CUSTOMER_ERASURE).name, codec.deserialize)
+    except Unreachable:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the registry client's transport errors
+        raise _registry_unreachable(settings, exc) from None
+    return {value["customer_id"] for value, _ts in requests.values()}
 
 
 def horizon(statuses: Iterable[dict[str, Any]]) -> int | None:
@@ -128,8 +145,7 @@ def publish(settings: ConsistencySettings, record: dict[str, Any]) -> None:
         codec = serde.TopicSerde(serde.registry_client(settings.schema_registry_url), topic)
         data = codec.serialize(record)
     except Exception as exc:  # noqa: BLE001 - the registry client's transport errors
-        raise Unreachable(f"Schema Registry at {settings.schema_registry_url} "
-                          f"({settings.env_name('schema_registry_url')}): {' '.join(str(exc).split())[:200]}") from None
+        raise _registry_unreachable(settings, exc) from None
     producer = Producer({"bootstrap.servers": settings.bootstrap_servers, "acks": "all",
                          "socket.connection.setup.timeout.ms": 5000, "message.timeout.ms": 15000, "logger": _QUIET})
     errors: list[str] = []

@@ -1,4 +1,4 @@
-"""The consistency check's comparison (pure): agreement, disagreement, catching up."""
+"""The consistency check's comparison (pure): agreement, disagreement, catching up, forgotten customers."""
 
 from __future__ import annotations
 
@@ -21,8 +21,9 @@ def side(written_ms: int = NOW - 600_000, **changes) -> Side:
     return Side({**METRICS_A, **changes}, written_ms)
 
 
-def run(view, gold, *, gold_horizon=NOW - 1_000, settle=SETTLE, examples=5):
-    return compare(view, gold, now_ms=NOW, gold_horizon_ms=gold_horizon, settle_ms=settle, examples=examples)
+def run(view, gold, *, gold_horizon=NOW - 1_000, settle=SETTLE, examples=5, erased=()):
+    return compare(view, gold, now_ms=NOW, gold_horizon_ms=gold_horizon, settle_ms=settle, examples=examples,
+                   erased=erased)
 
 
 def test_equal_metrics_agree_and_a_cent_of_float_noise_is_equal():
@@ -89,3 +90,17 @@ def test_gold_s_horizon_is_the_older_of_the_gold_and_score_commits():
                 {"query": "gold_c360", "committed_at": 300}, {"query": "bronze", "committed_at": 50}]
     assert horizon(statuses) == 400
     assert horizon([{"query": "gold_c360", "committed_at": 500}]) is None, "score never committed"
+
+
+def test_a_forgotten_customer_is_counted_apart_never_compared():
+    """An erasure deletes gold's row while ksqlDB keeps the customer's aggregates: not a disagreement."""
+    view = {"a": side(), "gone": side(), "gone2": side(order_count=7)}
+    gold = {"a": side(), "gone2": side()}
+    erased = {"gone", "gone2", "never-seen"}
+    report = run(view, gold, erased=erased)
+    assert (report.customers, report.agreeing, report.disagreeing, report.catching_up, report.forgotten) == (
+        1, 1, 0, 0, 2)
+    assert report.examples == [] and report.record()["forgotten"] == 2
+    assert report.line().endswith("; 2 forgotten")
+    unerased = run(view, gold)
+    assert (unerased.disagreeing, unerased.forgotten) == (2, 0), "without the erasures both differ"
