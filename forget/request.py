@@ -13,8 +13,8 @@ from confluent_kafka.admin import AdminClient
 
 from forget.settings import ForgetSettings
 from schemas import serde, topics
+from schemas.ids import valid_customer_id
 from schemas.partitioning import LIBRDKAFKA_PARTITIONER
-from webapp.model import valid_customer_id
 
 # librdkafka's reconnect chatter is not the CLI's output: an unreachable broker is one line (Unreachable).
 _QUIET = logging.getLogger("forget.librdkafka")

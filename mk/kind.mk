@@ -44,7 +44,7 @@ KIND_ENV      = KIND_CLUSTER=$(KIND_CLUSTER) NAMESPACE=$(NAMESPACE) RELEASE=$(RE
 TEST_MANIFESTS_DEPS += $(HELM_TOOL) chart-sync
 TEST_CLUSTER_DEPS += $(HELM_TOOL) chart-sync
 
-.PHONY: kind-up kind-down kind-clean-delta kind-seed images pipeline ui spark-sql ksql status logs helm-tool chart-sync chart-render verify verify-local consistency
+.PHONY: kind-up kind-down kind-clean-delta kind-seed images pipeline ui spark-sql ksql status logs helm-tool chart-sync chart-render verify verify-local consistency forget
 
 kind-up: ## kind cluster + images + Redpanda, Spark Operator, Kafka UI + our chart + pipeline + seed; prints the URLs
 	@$(KIND_ENV) scripts/kind-up.sh
@@ -57,6 +57,9 @@ verify-local: venv ## the same verify against the endpoints in the environment (
 
 consistency: ## run the consistency check now (ksqlDB's view vs gold C360; a Job from its CronJob) and print its report
 	@$(KIND_ENV) scripts/consistency.sh
+
+forget: ## forget a customer: CUSTOMER=<id>; request, erasure job now, its report and a check of the cache and ksqlDB
+	@$(KIND_ENV) CUSTOMER="$(CUSTOMER)" scripts/forget.sh
 
 kind-clean-delta: ## empty ./data/delta (the Delta tables; owned by Spark's uid 185) from a container; cluster down first
 	@$(KIND_ENV) scripts/kind-clean-delta.sh

@@ -25,6 +25,7 @@ class Topic:
     schema_file: str | None = None  # Avro contract under schemas/avro/, for value_format == "avro"
     partitions: int = 3
     json_schema_file: str | None = None  # JSON Schema contract under schemas/json/, for value_format == "json"
+    config: tuple[tuple[str, str], ...] = ()  # topic settings the chart's topics Job sets (rpk -c key=value)
 
     @property
     def subject(self) -> str:
@@ -38,12 +39,20 @@ class Topic:
         return load_schema_str(self.schema_file)
 
 
+# The raw event topics are append-only and carry personal fields (names, e-mail, phone; the orders and
+# activations the customer id): a forgotten customer's data stays in them until their segments expire,
+# at most this long after the record was written (docs/forget.md). Stated here, set by the chart.
+RAW_RETENTION_MS = 7 * 24 * 3600 * 1000
+RAW_CONFIG = (("retention.ms", str(RAW_RETENTION_MS)),)
 CUSTOMER_PROFILE = Topic(
-    "dom.customer.profile.upsert.v1", "avro", "string", ("seed", "webapp"), "customer_profile_upsert.avsc"
+    "dom.customer.profile.upsert.v1", "avro", "string", ("seed", "webapp", "forget"), "customer_profile_upsert.avsc",
+    config=RAW_CONFIG,
 )
-ORDER_PLACED = Topic("dom.order.placed.v1", "avro", "string", ("seed", "webapp"), "order_placed.avsc")
+ORDER_PLACED = Topic("dom.order.placed.v1", "avro", "string", ("seed", "webapp"), "order_placed.avsc",
+                     config=RAW_CONFIG)
 ACTIVATION_STATUS = Topic(
-    "dom.activation.delivery.status.v1", "avro", "string", ("seed", "webapp"), "activation_delivery_status.avsc"
+    "dom.activation.delivery.status.v1", "avro", "string", ("seed", "webapp"), "activation_delivery_status.avsc",
+    config=RAW_CONFIG,
 )
 # ksqlDB's JSON outputs have no registry subject: their contracts are JSON Schemas, checked against
 # what the ksql/ topology emits by tests/unit/test_ksql_json_contracts.py.
@@ -69,8 +78,11 @@ CONSISTENCY = Topic(
 CONSISTENCY_KEY = "consistency"  # the report topic's one key: its writer, the feeder and verify use this
 # Requests to forget a customer (python -m forget, make forget), keyed by customer_id: the web UI's feeder
 # erases the customer from Redis, spark/jobs/erasure.py from Delta (docs/forget.md).
+# Compacted: the newest request per customer stays for good (a customer id, no personal field), so a cache
+# rebuilt from the topics later still knows whom to leave out, however old the request.
 CUSTOMER_ERASURE = Topic(
-    "dom.customer.erasure.v1", "avro", "string", ("forget", "webapp"), "customer_erasure.avsc"
+    "dom.customer.erasure.v1", "avro", "string", ("forget", "webapp"), "customer_erasure.avsc",
+    config=(("cleanup.policy", "compact"),),
 )
 # Undecodable source records: original key and value bytes, the reason in headers.
 DEAD_LETTER = Topic("dom.pipeline.deadletter.v1", "bytes", "bytes", ("spark-bronze",))

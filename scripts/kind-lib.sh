@@ -267,3 +267,37 @@ run_consistency() {
     kc -n "$NAMESPACE" logs "job/$job" --tail=100 || true
     return "$rc"
 }
+
+# A SparkApplication that ran to its end: COMPLETED (0), FAILED / SUBMISSION_FAILED (2), else 1.
+spark_app_done() { # <namespace> <sparkapplication>
+    local state
+    state="$(kc -n "$1" get sparkapplication "$2" -o jsonpath='{.status.applicationState.state}')" || return 1
+    case "$state" in
+        COMPLETED) return 0 ;;
+        FAILED|SUBMISSION_FAILED) echo "SparkApplication $2 is $state; see kubectl -n $1 logs $2-driver"; return 2 ;;
+        *) return 1 ;;
+    esac
+}
+
+# make forget CUSTOMER=<id>: the erasure request (python -m forget in the web UI's pod: it has the Kafka
+# and registry settings), then one run of the erasure job now, a SparkApplication made from the chart's
+# ScheduledSparkApplication template (the schedule would run it later), waited for; its report lines
+# (one per customer, one per store whose VACUUM waits for a streaming reader) printed; then the check
+# that the web UI's cache and ksqlDB's view hold nothing personal of the customer any more.
+run_forget() { # <customer id>
+    local id="$1" scheduled="$RELEASE-erasure" app template rc=0
+    [ -n "$id" ] || die "usage: make forget CUSTOMER=<customer id>"
+    kc -n "$NAMESPACE" get scheduledsparkapplication "$scheduled" >/dev/null 2>&1 \
+        || die "no ScheduledSparkApplication $scheduled in namespace $NAMESPACE (is the chart installed with pipeline.enabled=true and erasure.enabled=true?)"
+    kc -n "$NAMESPACE" exec "deploy/$RELEASE-web" -c web -- env FORGET_REQUESTED_BY="make forget" \
+        python -m forget "$id" || return 2
+    app="$scheduled-now-$(date +%s)"
+    template="$(kc -n "$NAMESPACE" get scheduledsparkapplication "$scheduled" -o jsonpath='{.spec.template}')"
+    printf '{"apiVersion": "sparkoperator.k8s.io/v1beta2", "kind": "SparkApplication", "metadata": {"name": "%s", "namespace": "%s", "labels": {"app.kubernetes.io/part-of": "marketing-engine", "app.kubernetes.io/component": "spark-erasure"}}, "spec": %s}\n' \
+        "$app" "$NAMESPACE" "$template" | kc create -f - >/dev/null
+    say "forget: SparkApplication $app (from scheduledsparkapplication/$scheduled)"
+    wait_for "erasure job" "${FORGET_WAIT_S:-900}" spark_app_done "$NAMESPACE" "$app" || rc=1
+    kc -n "$NAMESPACE" logs "$app-driver" 2>/dev/null | grep '^erasure:' || true
+    kc -n "$NAMESPACE" exec "deploy/$RELEASE-web" -c web -- python -m forget.check "$id" || rc=1
+    return "$rc"
+}

@@ -55,6 +55,11 @@ class JobSettings:
     spark_master: str = s.env(
         "SPARK_MASTER", "", _master, "a Spark master URL like local[2] or spark://host:7077 (empty: spark-submit decides)"
     )
+    erasure_reader_wait_s: float = s.env(
+        "ERASURE_READER_WAIT_S", 120.0, s.non_negative_float,
+        "seconds >= 0 (how long the erasure job waits for the streaming readers to read past its purge "
+        "before it vacuums; a table whose readers are behind is vacuumed by the next run)",
+    )
     startup_wait_s: float = s.env(
         "STARTUP_WAIT_S", 30.0, s.non_negative_float,
         "seconds >= 0 (how long a job waits at start for Kafka / the Schema Registry to answer)",

@@ -17,15 +17,14 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from schemas import topics
+from schemas.ids import valid_customer_id  # noqa: F401 - the web UI checks ids as model.valid_customer_id
 
 MAX_ID_LENGTH = 64
-_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
 
 # field -> kind ("str" | "int" | "float" | "ts" (epoch millis) | "bool"), by the topic that owns it
 CONSOLIDATED_FIELDS: dict[str, str] = {
@@ -171,10 +170,6 @@ def normalize_search(raw: str | None) -> str:
     """A search as the index stores terms: lower case, single spaces, no control characters."""
     text = clean_text(raw or "")
     return " ".join(text.lower().split())
-
-
-def valid_customer_id(value: str | None) -> bool:
-    return bool(value) and _ID_RE.fullmatch(value) is not None  # type: ignore[arg-type]
 
 
 def score_bucket(score: float, buckets: int = 10) -> int:

@@ -8,12 +8,16 @@ activation_status, quarantine, silver customers / orders / activations, gold c36
    contain the id's text (an undecodable record has no customer_id column to match).
 2. REORG TABLE ... APPLY (PURGE): with deletion vectors on (the MERGEd tables), DELETE only marks the
    rows; the purge rewrites the files that still hold them.
-3. VACUUM ... RETAIN 0 HOURS: the rewritten-away files and the change data feed files (``_change_data``,
-   where the DELETE itself wrote the deleted rows as ``delete`` changes) are removed from storage now,
-   not after Delta's 7-day default. This needs ``retentionDurationCheck`` off, and is safe only when no
-   reader still needs those files: a streaming reader behind the erasure's commits (gold on silver's
-   feed, score on gold's) would fail on a missing file. Run it when the streaming jobs have caught up
-   (docs/forget.md says how and what stays in _delta_log).
+3. VACUUM with the purge's age as retention: the files the DELETE/purge replaced and the change data
+   feed files that hold the customer (update pre-images under ``_change_data``) leave storage now, not
+   after Delta's 7-day default, while a file a later commit replaced stays (a reader may still need it).
+   Only once every streaming reader of the table (silver on bronze, gold on silver's change feed, score
+   on gold's; found by table id in the checkpoints) has committed a batch past the purge: a reader behind
+   it would fail on a missing file. A table whose readers stay behind for ERASURE_READER_WAIT_S is
+   vacuumed by the next run, and the report says so.
+
+``python -m spark.jobs.erasure <id> ...`` erases the ids given; ``--from-topic`` (the CronJob) every
+request on dom.customer.erasure.v1 that the report does not list yet.
 
 Every step is idempotent: erasing a customer twice deletes nothing the second time. Each run appends
 what it erased (customer, table, rows, when) to the erasure report table ``<DELTA_ROOT>/erasure/report``,
@@ -24,29 +28,41 @@ before (and when) or was never known.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import sys
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from delta.tables import DeltaTable
 from pyspark.sql import Column, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
+from pyspark.sql.window import Window
 
+from schemas import topics
+from schemas.ids import valid_customer_id
 from spark import preflight, tables
 from spark.entities import ENTITIES
 from spark.runtime import main_batch
 from spark.settings import JobSettings
-from webapp.model import valid_customer_id
 
 log = logging.getLogger(__name__)
 JOB = "erasure"
-RETAIN_HOURS = 0  # see the module doc: files holding erased rows must leave storage now, not in 7 days
+FROM_TOPIC = "--from-topic"  # the CronJob's mode: every request on the erasure topic not yet handled
+READER_POLL_S = 2.0
+# A file the purge replaced is stamped no later than the purge's commit; this margin keeps the cutoff off
+# the files a commit right after the purge replaced (they can still be a reader's to read).
+CLOCK_MARGIN_MS = 1000
+HOUSEKEEPING = "-"  # the report's customer_id of a row that records a deferred VACUUM done later
 REPORT_SCHEMA = T.StructType([
     T.StructField("customer_id", T.StringType(), False),
     T.StructField("store", T.StringType(), False),  # layer/table
     T.StructField("rows", T.LongType(), False),
     T.StructField("erased_at", T.TimestampType(), False),
+    T.StructField("request_id", T.StringType(), True),  # the erasure request answered (none from the CLI)
+    T.StructField("vacuumed", T.BooleanType(), True),  # false: a reader was behind, the next run vacuums
 ])
 
 
@@ -84,8 +100,19 @@ def matches(store: Store, ids: list[str]) -> Column:
     return F.col("customer_id").isin(ids)
 
 
-def erase_store(spark: SparkSession, path: str, store: Store, ids: list[str]) -> dict[str, int]:
-    """DELETE, purge, vacuum one table; rows deleted per id."""
+@dataclass
+class Purged:
+    """One table after its DELETE and purge: rows deleted per id, the version and time the purge left."""
+    store: Store
+    path: str
+    table_id: str
+    found: dict[str, int]
+    version: int
+    committed_ms: int
+
+
+def purge_store(spark: SparkSession, path: str, store: Store, ids: list[str]) -> Purged:
+    """DELETE the ids' rows and rewrite the files that still hold them (the VACUUM comes later)."""
     rows = spark.read.format("delta").load(path).where(matches(store, ids))
     found = {i: 0 for i in ids}
     if store.layer == "quarantine":
@@ -101,53 +128,107 @@ def erase_store(spark: SparkSession, path: str, store: Store, ids: list[str]) ->
             found[row.owner] += row["count"]
     if sum(found.values()):
         DeltaTable.forPath(spark, path).delete(matches(store, ids))
-    table = f"delta.`{path}`"
-    # Both run even when nothing matched now: a run that failed after its DELETE left files to clean.
-    spark.sql(f"REORG TABLE {table} APPLY (PURGE)")
-    spark.sql(f"VACUUM {table} RETAIN {RETAIN_HOURS} HOURS")
+    # Runs even when nothing matched now: a run that failed after its DELETE left files to rewrite.
+    spark.sql(f"REORG TABLE delta.`{path}` APPLY (PURGE)")
+    table = DeltaTable.forPath(spark, path)
+    last = table.history(1).select("version", "timestamp").first()
+    table_id = table.detail().select("id").first()[0]
+    return Purged(store, path, table_id, found, int(last.version), int(last.timestamp.timestamp() * 1000))
+
+
+def reader_positions(checkpoints: str) -> dict[str, list[tuple[str, int]]]:
+    """Delta table id -> (checkpoint, next version to read) of every streaming query reading it, from the
+    newest committed batch of each checkpoint under ``checkpoints`` (a Delta source's offset names its table
+    by id; ``reservoirVersion`` is the first version the reader has not finished)."""
+    found: dict[str, list[tuple[str, int]]] = {}
+    for offsets in Path(checkpoints).glob("**/offsets"):
+        commits = offsets.parent / "commits"
+        done = sorted((int(f.name) for f in commits.iterdir() if f.name.isdigit()), reverse=True) \
+            if commits.is_dir() else []
+        if not done or not (offsets / str(done[0])).is_file():
+            continue
+        for line in (offsets / str(done[0])).read_text().splitlines()[2:]:
+            try:
+                source = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(source, dict) and "reservoirId" in source:
+                found.setdefault(source["reservoirId"], []).append(
+                    (str(offsets.parent.relative_to(checkpoints)), int(source["reservoirVersion"])))
     return found
 
 
-def run(spark: SparkSession, settings: JobSettings, ids: list[str]) -> list[str]:
-    """Erase ``ids`` from every table; returns the lines printed (one per id). UnknownCustomer when an id
-    is neither in a table nor in the report."""
+def behind(purged: Purged, positions: dict[str, list[tuple[str, int]]]) -> list[str]:
+    """The streaming readers of this table that have not yet read past the purge's version."""
+    return [f"{name} (at version {at}, purge at {purged.version})"
+            for name, at in positions.get(purged.table_id, []) if at <= purged.version]
+
+
+def vacuum(spark: SparkSession, purged: Purged, now_ms: int) -> None:
+    """Remove from storage the files the purge (and anything before it) replaced, and no newer ones.
+
+    The retention is the purge's age: a file that a commit after the purge replaced may still be needed by a
+    reader, and it is younger than that. The purge's own files are unreferenced only once every reader has
+    read past its version (``behind``)."""
+    age_h = max(0.0, (now_ms - purged.committed_ms - CLOCK_MARGIN_MS) / 3_600_000)
+    DeltaTable.forPath(spark, purged.path).vacuum(age_h)
+
+
+def pending_requests(spark: SparkSession, settings: JobSettings, report_path: str) -> list[dict]:
+    """The erasure requests on the erasure topic that no run has handled yet (by request id), oldest first."""
+    from schemas import serde  # the driver decodes: the topic holds a few records per forgotten customer
+
+    topic = settings.topic(topics.CUSTOMER_ERASURE)
+    raw = (spark.read.format("kafka").option("kafka.bootstrap.servers", settings.bootstrap_servers)
+           .option("subscribe", topic.name).option("startingOffsets", "earliest").option("endingOffsets", "latest")
+           .option("failOnDataLoss", "false").load().select("value").collect())
+    codec = serde.TopicSerde(serde.registry_client(settings.schema_registry_url), topic, auto_register=False)
+    requests = []
+    for row in raw:
+        try:
+            requests.append(codec.deserialize(bytes(row.value)))
+        except Exception as exc:  # noqa: BLE001 - a record that breaks the contract is named and skipped
+            log.warning("erasure: a record on %s does not decode under its contract (%s): skipped",
+                        topic.name, " ".join(str(exc).split())[:160])
+    handled = {r.request_id for r in spark.read.format("delta").load(report_path)
+               .where(F.col("request_id").isNotNull()).select("request_id").distinct().collect()}
+    todo = [r for r in requests if r["request_id"] not in handled]
+    return sorted(todo, key=lambda r: serde.to_millis(r["requested_at"]))
+
+
+def run(spark: SparkSession, settings: JobSettings, ids: list[str], requests: dict[str, str] | None = None,
+        reader_wait_s: float | None = None) -> list[str]:
+    """Erase ``ids`` from every table; returns the lines printed (one per id, then one per deferred VACUUM).
+    ``requests`` maps an id to the request id it came from (the report records it). UnknownCustomer when an
+    id is neither in a table nor in the report (and no request names it: a request is answered, not failed)."""
     bad = [i for i in ids if not valid_customer_id(i)]
     if bad or not ids:
         raise ValueError(f"not a customer id: {bad[0]!r}" if bad else "no customer id given")
     ids = list(dict.fromkeys(ids))
-    # A VACUUM with less than the table's retention is refused unless this check is off (this session only).
-    spark.conf.set("spark.databricks.delta.retentionDurationCheck.enabled", "false")
-    # VACUUM lists a table's files with this many tasks (Spark's default: 10,000 per table, minutes on
-    # 2 cores for tables of a few files); the cores the session has are enough.
-    spark.conf.set("spark.sql.sources.parallelPartitionDiscovery.parallelism",
-                   str(max(2, spark.sparkContext.defaultParallelism)))
-    report_path = settings.table("erasure", "report")
-    tables.ensure(spark, report_path, REPORT_SCHEMA, tables.APPENDED)
+    requests = requests or {}
+    report_path = _prepare(spark, settings)
+    purged, deferred = _purge_and_vacuum(spark, settings, ids, reader_wait_s)
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    erased: dict[str, dict[str, int]] = {i: {} for i in ids}
-    for store in STORES:
-        path = settings.table(store.layer, store.name)
-        if not tables.exists(spark, path):
-            log.info("%s: no table at %s (that job has not run): nothing to erase there", store.label, path)
-            continue
-        for customer_id, n in erase_store(spark, path, store, ids).items():
-            erased[customer_id][store.label] = n
-    rows = [(i, label, n, now) for i, per in erased.items() for label, n in per.items() if n]
+    rows = [(i, p.store.label, p.found[i], now, requests.get(i), p.store.label not in deferred)
+            for i in ids for p in purged] or [(i, "-", 0, now, requests.get(i), True) for i in ids]
     earlier = {r.customer_id: r.last for r in spark.read.format("delta").load(report_path)
                .where(F.col("customer_id").isin(ids) & (F.col("rows") > 0))
                .groupBy("customer_id").agg(F.max("erased_at").alias("last")).collect()}
-    if rows:
-        spark.createDataFrame(rows, REPORT_SCHEMA).write.format("delta").mode("append").save(report_path)
+    spark.createDataFrame(rows, REPORT_SCHEMA).write.format("delta").mode("append").save(report_path)
     lines, unknown = [], []
     for i in ids:
-        done = {k: v for k, v in erased[i].items() if v}
+        done = {p.store.label: p.found[i] for p in purged if p.found[i]}
         if done:
             lines.append(f"erasure: customer {i}: deleted " + ", ".join(f"{k} {v}" for k, v in done.items())
-                         + f"; files rewritten and vacuumed (retain {RETAIN_HOURS} h)")
+                         + ("; files rewritten and vacuumed" if not deferred else "; files rewritten"))
         elif i in earlier:
             lines.append(f"erasure: customer {i}: nothing left to erase (erased on {earlier[i]:%Y-%m-%d %H:%M:%S} UTC)")
+        elif i in requests:
+            lines.append(f"erasure: customer {i}: unknown customer id (request {requests[i]}): no Delta table "
+                         "holds it and it was never erased")
         else:
             unknown.append(i)
+    lines += _deferred_lines(settings, deferred, reader_wait_s)
     for line in lines:
         print(line, flush=True)
     if unknown:
@@ -156,9 +237,96 @@ def run(spark: SparkSession, settings: JobSettings, ids: list[str]) -> list[str]
     return lines
 
 
+def _prepare(spark: SparkSession, settings: JobSettings) -> str:
+    # A VACUUM with less than the table's retention is refused unless this check is off (this session only).
+    spark.conf.set("spark.databricks.delta.retentionDurationCheck.enabled", "false")
+    # VACUUM lists a table's files with this many tasks (Spark's default: 10,000 per table, minutes on
+    # 2 cores for tables of a few files); the cores the session has are enough.
+    spark.conf.set("spark.sql.sources.parallelPartitionDiscovery.parallelism",
+                   str(max(2, spark.sparkContext.defaultParallelism)))
+    report_path = settings.table("erasure", "report")
+    tables.ensure(spark, report_path, REPORT_SCHEMA, tables.APPENDED)
+    return report_path
+
+
+def _purge_and_vacuum(spark: SparkSession, settings: JobSettings, ids: list[str], reader_wait_s: float | None,
+                      only: set[str] | None = None) -> tuple[list[Purged], dict[str, list[str]]]:
+    """Purge every table (or those labelled in ``only``), then vacuum each once its readers are past the
+    purge; the tables still waiting after the reader wait, with the readers they wait for."""
+    purged: list[Purged] = []
+    for store in STORES:
+        path = settings.table(store.layer, store.name)
+        if only is not None and store.label not in only:
+            continue
+        if not tables.exists(spark, path):
+            log.info("%s: no table at %s (that job has not run): nothing to erase there", store.label, path)
+            continue
+        purged.append(purge_store(spark, path, store, ids))
+    # The streaming readers (silver on bronze, gold on silver's change feed, score on gold's) must have read
+    # the versions whose files the VACUUM removes, or their next batch fails on a missing file.
+    wait_s = settings.erasure_reader_wait_s if reader_wait_s is None else reader_wait_s
+    deadline = time.monotonic() + wait_s
+    waiting = list(purged)
+    while True:
+        positions = reader_positions(settings.checkpoints)
+        still = [p for p in waiting if behind(p, positions)]
+        for p in waiting:
+            if p not in still:
+                vacuum(spark, p, int(time.time() * 1000))
+        waiting = still
+        if not waiting or time.monotonic() >= deadline:
+            return purged, {p.store.label: behind(p, positions) for p in waiting}
+        time.sleep(READER_POLL_S)
+
+
+def _deferred_lines(settings: JobSettings, deferred: dict[str, list[str]], reader_wait_s: float | None) -> list[str]:
+    wait_s = settings.erasure_reader_wait_s if reader_wait_s is None else reader_wait_s
+    return [f"erasure: VACUUM of {label} deferred to the next run: {', '.join(readers)} not past the erasure "
+            f"after {wait_s:.0f}s ({settings.env_name('erasure_reader_wait_s')}); until then its replaced files "
+            "still hold the erased rows" for label, readers in deferred.items()]
+
+
+def run_requests(spark: SparkSession, settings: JobSettings, reader_wait_s: float | None = None) -> list[str]:
+    """The CronJob's mode: every request on the erasure topic that no run has handled, then the VACUUMs an
+    earlier run deferred."""
+    report_path = _prepare(spark, settings)
+    todo = pending_requests(spark, settings, report_path)
+    lines: list[str] = []
+    if todo:
+        # One erasure per customer (its newest request); the older requests are answered by it too.
+        latest = {r["customer_id"]: r["request_id"] for r in todo}
+        lines += run(spark, settings, list(latest), latest, reader_wait_s)
+        older = [r for r in todo if r["request_id"] not in set(latest.values())]
+        if older:
+            now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+            spark.createDataFrame([(r["customer_id"], "-", 0, now, r["request_id"], True) for r in older],
+                                  REPORT_SCHEMA).write.format("delta").mode("append").save(report_path)
+    else:
+        print(f"erasure: no new request on {settings.topic(topics.CUSTOMER_ERASURE).name}", flush=True)
+    # A store whose newest report row says "not vacuumed" still has files holding erased rows.
+    newest = Window.partitionBy("store").orderBy(F.col("erased_at").desc())
+    pending = {r.store for r in spark.read.format("delta").load(report_path)
+               .withColumn("_rn", F.row_number().over(newest)).where("_rn = 1 AND NOT vacuumed").collect()}
+    if pending:
+        purged, deferred = _purge_and_vacuum(spark, settings, [], reader_wait_s, only=pending)
+        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        done = [(HOUSEKEEPING, p.store.label, 0, now, None, True) for p in purged if p.store.label not in deferred]
+        later = _deferred_lines(settings, deferred, reader_wait_s)
+        if done:
+            spark.createDataFrame(done, REPORT_SCHEMA).write.format("delta").mode("append").save(report_path)
+            later.insert(0, f"erasure: vacuumed {', '.join(r[1] for r in done)} (deferred by an earlier run)")
+        for line in later:
+            print(line, flush=True)
+        lines += later
+    return lines
+
+
 def _main(spark: SparkSession, settings: JobSettings) -> None:
     try:
-        run(spark, settings, sys.argv[1:])
+        if sys.argv[1:] == [FROM_TOPIC]:
+            run_requests(spark, settings)
+        else:
+            run(spark, settings, sys.argv[1:])
     except (ValueError, UnknownCustomer) as exc:
         print(f"erasure: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -52,7 +52,9 @@ def start_entity(spark: SparkSession, settings: JobSettings, entity: Entity) -> 
     bronze_schema = spark.read.format("delta").load(bronze_path).schema
     silver_schema = T_silver.to_silver_columns(spark.createDataFrame([], bronze_schema)).schema
     tables.ensure(spark, settings.table("silver", entity.silver), silver_schema, tables.MERGED)
-    source = spark.readStream.format("delta").load(bronze_path)
+    # Bronze is append-only but for the erasure job's DELETEs (docs/forget.md): their commits are skipped
+    # (silver's rows of that customer are deleted by the same job), not a reason to fail the stream.
+    source = spark.readStream.format("delta").option("skipChangeCommits", "true").load(bronze_path)
     name = f"silver_{entity.silver}"
     writer = (
         source.writeStream.queryName(name)

@@ -58,7 +58,10 @@ C360_SCHEMA = T.StructType(
 C360_COLUMNS = [f.name for f in C360_SCHEMA.fields]
 
 _POSITIVE = ("insert", "update_postimage")
-_NEGATIVE = ("delete", "update_preimage")
+# Not "delete": silver deletes a row only when a customer is forgotten (spark/jobs/erasure.py), and that
+# job deletes the customer's gold rows itself. Subtracting the deleted orders would bring the forgotten
+# customer back into gold as a row of negative counts.
+_NEGATIVE = ("update_preimage",)
 
 
 def _sign() -> Column:

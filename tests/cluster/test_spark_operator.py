@@ -278,3 +278,41 @@ def test_submission_fails_without_the_controllers_create_pods_rule(kube_apiserve
     assert "forbidden" in message.lower() and "pods" in message, message
     pods = client.CoreV1Api(kube_apiserver.api_client()).list_namespaced_pod(NO_POD_CREATE_NS).items
     assert pods == []
+
+
+def test_scheduled_erasure_runs_as_an_application_of_its_template(kube_apiserver: KubeAPIServer,
+                                                                  operator: so.SparkOperator, helm: Helm,
+                                                                  tmp_path: Path) -> None:
+    """The chart's ScheduledSparkApplication (spark/jobs/erasure.py --from-topic; docs/forget.md), rendered
+    with a schedule of every few seconds and applied with kubectl: the operator's scheduler creates a
+    SparkApplication from its template, which is submitted with a driver pod as the template says
+    (same checks as the pipeline's applications, the --from-topic argument included)."""
+    rendered = helm.run("template", "marketing-engine", str(REPO / "charts" / "marketing-engine"), "--namespace",
+                        DRIVER_ONLY_NS, "--kube-version", "1.36.1", "--set", "pipeline.enabled=true",
+                        "--set", "erasure.schedule=@every 5s", "--show-only", "templates/spark-erasure.yaml").stdout
+    (scheduled,) = [d for d in yaml.safe_load_all(rendered) if d]
+    assert scheduled["kind"] == "ScheduledSparkApplication"
+    path = tmp_path / "erasure.yaml"
+    path.write_text(rendered)
+    kube_apiserver.kubectl("apply", "-f", str(path))
+    api = client.CustomObjectsApi(kube_apiserver.api_client())
+    name = scheduled["metadata"]["name"]
+    deadline = time.monotonic() + SUBMIT_TIMEOUT
+    runs: list[dict[str, Any]] = []
+    while time.monotonic() < deadline and not runs:
+        runs = [a for a in api.list_namespaced_custom_object(so.GROUP, so.VERSION, DRIVER_ONLY_NS, so.PLURAL)["items"]
+                if any(o.get("name") == name for o in a["metadata"].get("ownerReferences") or [])]
+        time.sleep(1)
+    assert runs, f"no SparkApplication created by ScheduledSparkApplication {name}"
+    try:
+        app_name = runs[0]["metadata"]["name"]
+        app = operator.wait_state(DRIVER_ONLY_NS, app_name, {"SUBMITTED", "RUNNING"}, SUBMIT_TIMEOUT)
+        assert app["spec"]["arguments"] == ["--from-topic"] and app["spec"]["restartPolicy"]["type"] == "Never"
+        pod = so.driver_pod(kube_apiserver, DRIVER_ONLY_NS, app_name)
+        cr = {"metadata": {**app["metadata"]}, "spec": scheduled["spec"]["template"]}
+        props = so.spark_properties(kube_apiserver, pod)
+        problems = driver_problems(cr, pod, props) + mode_problems(cr, props)
+        assert not problems, "erasure: driver pod / Spark conf differ from the template:\n" + "\n".join(problems)
+        assert so.driver_container(pod)["args"][-1] == "--from-topic"
+    finally:
+        kube_apiserver.kubectl("delete", "-f", str(path), "--wait=false")

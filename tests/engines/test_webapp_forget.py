@@ -6,12 +6,15 @@ back. The check is a scan of every key in Redis with every value dumped, not a l
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
 
 import pytest
 import redis
 
-from forget import request
+from forget import check, request
 from forget.settings import ForgetSettings
 from schemas import topics
 from tests.engines.test_webapp_helpers import (
@@ -125,3 +128,45 @@ def test_erasure_removes_every_trace_and_later_view_records_do_not_bring_it_back
         for key in client.scan_iter(match="customers:*", count=1000):
             assert not any(gone in m for m in client.zrange(key, 0, -1)), key
         assert api.get(f"/api/customers/{kept}").status_code == 200
+
+
+def test_make_forgets_check_finds_the_customer_until_the_cache_and_ksqldb_have_erased_it(kafka_broker, url,
+                                                                                          schema_registry):
+    """python -m forget.check (make forget's last step) on the same stores: before the request it names
+    what the cache and ksqlDB's view still hold; after the feeder's erasure and ksqlDB's record of the
+    redacted profile (written here as ksqlDB writes it), it finds nothing and exits 0."""
+    ensure_topics(kafka_broker)
+    web = settings(url, kafka_broker.bootstrap, schema_registry.url)
+    gone, kept = new_id("gone"), new_id("kept")
+    who = person("gone")
+    feed(kafka_broker.bootstrap, schema_registry.url, gone, who, T0)
+    feed(kafka_broker.bootstrap, schema_registry.url, kept, person("kept"), T0)
+    env = {"KAFKA_BOOTSTRAP_SERVERS": kafka_broker.bootstrap, "SCHEMA_REGISTRY_URL": schema_registry.url,
+           "REDIS_URL": url, "FORGET_CHECK_WAIT_S": "0"}
+    checked = check.CheckSettings.from_env(env)
+    client = redis.Redis.from_url(url, decode_responses=True)
+    with running(web) as (app, feeder):
+        wait_until(lambda: app.test_client().get(f"/api/customers/{gone}").status_code == 200
+                   and caught_up(feeder), 60, "the customer in the cache")
+        found = check.redis_traces(client, gone)
+        assert any("has no _erased marker" in f for f in found) and any("lists the customer" in f for f in found)
+        assert check.view_traces(check.newest_view_record(checked, gone)) == [
+            f"ksqlDB view: {field} is not redacted yet" for field in ("email", "first_name", "last_name", "phone")]
+
+        record = request.build(gone, "test")
+        request.publish(ForgetSettings.from_env(env), record)
+        wait_until(lambda: client.hexists(cache_mod.customer_key(gone), cache_mod.ERASED), 60, "the erasure")
+        assert check.view_traces(check.newest_view_record(checked, gone)) != []  # ksqlDB has not answered yet
+        redacted = request.redacted_profile(record)
+        produce_json(kafka_broker.bootstrap, [consolidated(gone, **{k: redacted[k] for k in request.REDACTED},
+                                                          order_count=1, lifetime_value=42.0, last_order_at=T0)])
+        wait_until(lambda: caught_up(feeder), 60, "the feeder to read ksqlDB's record")
+        assert check.redis_traces(client, gone) == []
+        assert check.newest_view_record(checked, gone)["email"] == ""
+        done = subprocess.run([sys.executable, "-m", "forget.check", gone], capture_output=True, text=True,
+                              timeout=120, env={**os.environ, **env})
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "holds only the erasure marker" in done.stdout
+        assert check.redis_traces(client, kept) != []  # the other customer is still there (no marker)
+    bad = subprocess.run([sys.executable, "-m", "forget.check", "x y"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and bad.stderr.strip() == "forget.check: not a customer id: 'x y'"

@@ -5,6 +5,7 @@ exist, and the in-cluster endpoints follow the conventions (docs/CONTRIBUTING-he
 from __future__ import annotations
 
 import importlib
+import subprocess
 from typing import Any
 
 import pytest
@@ -179,16 +180,47 @@ def test_web_probe_paths_exist_in_the_app():
 def test_topics_equal_the_registry():
     """The topics Job creates exactly the registry's topics that no ksqlDB query creates (ksqlDB makes its
     own sink topics, compacted for tables), with the registry's partition counts."""
-    expected = [(t.name, t.partitions) for t in topics.ALL_TOPICS if "ksqldb" not in t.producers]
-    chart = [(t["name"], t["partitions"]) for t in default_values()["topics"]["items"]]
+    expected = [(t.name, t.partitions, dict(t.config)) for t in topics.ALL_TOPICS if "ksqldb" not in t.producers]
+    chart = [(t["name"], t["partitions"], t.get("config", {})) for t in default_values()["topics"]["items"]]
     assert chart == expected
 
 
-def test_topics_job_gets_every_topic():
+def topics_job_script() -> tuple[str, dict[str, str]]:
     (job,) = [j for j in by_kind(render(()), "Job") if "-topics-" in j["metadata"]["name"]]
-    env = {e["name"]: e["value"] for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
-    specs = dict(spec.split(":") for spec in env["TOPICS"].split())
-    assert specs == {t.name: str(t.partitions) for t in topics.ALL_TOPICS if "ksqldb" not in t.producers}
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    return container["args"][0], {e["name"]: e["value"] for e in container["env"]}
+
+
+def test_topics_job_gets_every_topic():
+    _script, env = topics_job_script()
+    specs = {name: (partitions, rest) for name, partitions, *rest in (s.split(":") for s in env["TOPICS"].split())}
+    assert specs == {t.name: (str(t.partitions), [f"{k}={v}" for k, v in t.config])
+                     for t in topics.ALL_TOPICS if "ksqldb" not in t.producers}
+
+
+def test_topics_job_script_creates_with_config_and_alters_existing(tmp_path):
+    """The Job's bash script run with an rpk TEST DOUBLE (a script that logs its arguments; `describe`
+    succeeds for the topics named in EXISTING): a new topic is created with each setting as -c key=value,
+    an existing one gets each setting through alter-config, a topic without settings gets neither."""
+    script, env = topics_job_script()
+    log = tmp_path / "rpk.log"
+    rpk = tmp_path / "rpk"
+    rpk.write_text('#!/bin/bash\necho "$*" >> "$RPK_LOG"\n'
+                   'if [ "$1 $2" = "topic describe" ]; then [[ " $EXISTING " == *" $3 "* ]]; exit; fi\n')
+    rpk.chmod(0o755)
+    existing = topics.CUSTOMER_ERASURE.name
+    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30,
+                          env={**env, "PATH": f"{tmp_path}:/usr/bin:/bin", "RPK_LOG": str(log), "EXISTING": existing})
+    assert done.returncode == 0, done.stderr
+    calls = log.read_text().splitlines()
+    brokers = f"-X brokers={env['BROKERS']}"
+    assert f"topic alter-config {existing} --set cleanup.policy=compact {brokers}" in calls
+    assert not any(c.startswith(f"topic create {existing} ") for c in calls)
+    profile = topics.CUSTOMER_PROFILE.name
+    assert f"topic create {profile} -p 3 -r {env['REPLICAS']} -c retention.ms={topics.RAW_RETENTION_MS} {brokers}" \
+        in calls
+    status = topics.PIPELINE_STATUS.name
+    assert f"topic create {status} -p 1 -r {env['REPLICAS']} {brokers}" in calls
 
 
 @pytest.mark.parametrize("component", ["seed", "topics"])

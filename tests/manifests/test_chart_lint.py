@@ -12,7 +12,7 @@ from tests.manifests.chart import CHART, RENDER_CASES, default_values, helm, tem
 
 SCHEMA = json.loads((CHART / "values.schema.json").read_text())
 # Maps whose keys are the user's (labels, env var names, Spark properties): typed, not closed.
-FREE_FORM = {"commonLabels", "extraEnv", "sparkConf", "env", "stringMap", "envMap"}
+FREE_FORM = {"commonLabels", "extraEnv", "sparkConf", "env", "stringMap", "envMap", "config"}  # config: a topic's settings
 
 
 @pytest.mark.parametrize("label,values", RENDER_CASES, ids=[c[0] for c in RENDER_CASES])

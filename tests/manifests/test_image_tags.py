@@ -16,7 +16,7 @@ from tests.manifests.chart import REPO
 from tests.manifests.test_kind_up import calls, fake_tools, run_kind_up
 
 INPUTS = ("images", ".dockerignore", "pyproject.toml", "jars/spark-pom.xml", "common", "schemas", "seed",
-          "webapp", "operators", "spark", "ksql", "verify", "consistency", "README.md")
+          "webapp", "operators", "spark", "ksql", "verify", "consistency", "forget", "README.md")
 
 
 @pytest.fixture

@@ -22,10 +22,10 @@ import select_pins  # noqa: E402  (images/select_pins.py, the helper both Docker
 # Our images: chart values key -> Dockerfile, the uid the chart runs it as, the packages it must contain.
 OURS = {
     "app": (IMAGES / "app" / "Dockerfile", 10001,
-            ("common", "schemas", "seed", "webapp", "operators", "verify", "consistency")),
+            ("common", "schemas", "seed", "webapp", "operators", "verify", "consistency", "forget")),
     "spark": (IMAGES / "spark" / "Dockerfile", 185, ("common", "schemas", "spark")),
 }
-FIRST_PARTY = {"common", "schemas", "seed", "webapp", "operators", "spark", "verify", "consistency", "tests", "bench",
+FIRST_PARTY = {"common", "schemas", "seed", "webapp", "operators", "spark", "verify", "consistency", "forget", "tests", "bench",
                "tools"}
 # import name -> the pinned distribution that provides it (directly, or as its dependency: jinja2, wtforms)
 DISTRIBUTION = {"yaml": "pyyaml", "flask_wtf": "flask-wtf", "confluent_kafka": "confluent-kafka",

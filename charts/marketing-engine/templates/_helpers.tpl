@@ -127,5 +127,6 @@ live Secret (lookup), else a new random one. Call with (dict "root" $ "secret" n
 
 {{/* "name:partitions name:partitions ..." of the topics the topics Job creates. */}}
 {{- define "me.topics.specs" -}}
-{{- range $i, $t := .Values.topics.items }}{{ if $i }} {{ end }}{{ $t.name }}:{{ $t.partitions }}{{ end }}
+{{- range $i, $t := .Values.topics.items }}{{ if $i }} {{ end }}{{ $t.name }}:{{ $t.partitions }}
+{{- range $k, $v := ($t.config | default dict) }}:{{ $k }}={{ $v }}{{ end }}{{ end }}
 {{- end }}
