@@ -301,8 +301,8 @@ def run_requests(spark: SparkSession, settings: JobSettings, reader_wait_s: floa
             now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
             spark.createDataFrame([(r["customer_id"], "-", 0, now, r["request_id"], True) for r in older],
                                   REPORT_SCHEMA).write.format("delta").mode("append").save(report_path)
-    else:
-        print(f"erasure: no new request on {settings.topic(topics.CUSTOMER_ERASURE).name}", flush=True)
+        return lines  # every table was purged and, where its readers allowed, vacuumed just now
+    print(f"erasure: no new request on {settings.topic(topics.CUSTOMER_ERASURE).name}", flush=True)
     # A store whose newest report row says "not vacuumed" still has files holding erased rows.
     newest = Window.partitionBy("store").orderBy(F.col("erased_at").desc())
     pending = {r.store for r in spark.read.format("delta").load(report_path)

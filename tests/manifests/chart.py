@@ -105,7 +105,9 @@ class PodSpec:
 
 WORKLOAD_KINDS = {"Deployment": True, "StatefulSet": True, "DaemonSet": True, "Job": False}
 # Run-to-completion workloads: their pods come and go (no probes; transient in the memory budget).
-TRANSIENT_KINDS = ("Job", "CronJob", "Pod")
+TRANSIENT_KINDS = ("Job", "CronJob", "Pod", "ScheduledSparkApplication")
+# Scheduled workloads: a pod per run (the consistency check, the erasure job); periodic in the budget.
+PERIODIC_KINDS = ("CronJob", "ScheduledSparkApplication")
 
 
 def spark_memory_mib(value: str) -> int:
@@ -139,9 +141,9 @@ def driver_only(app: dict[str, Any]) -> bool:
     return master.startswith("local")
 
 
-def spark_pods(app: dict[str, Any]) -> Iterator[PodSpec]:
+def spark_pods(app: dict[str, Any], kind: str = "SparkApplication") -> Iterator[PodSpec]:
     """The driver pod and (unless driver-only) one executor pod spec of a SparkApplication, as the operator
-    will create them."""
+    will create them (``kind``: the owner's, for a ScheduledSparkApplication's template)."""
     spec = app["spec"]
     conf = spec.get("sparkConf", {})
     volumes = spec.get("volumes", [])
@@ -164,7 +166,7 @@ def spark_pods(app: dict[str, Any]) -> Iterator[PodSpec]:
         }
         pod = {"containers": [container], "securityContext": section.get("podSecurityContext", {}),
                "volumes": volumes}
-        yield PodSpec(f"{ref(app)}:{role}", "SparkApplication", section.get("labels", {}), pod, False)
+        yield PodSpec(f"{ref(app)}:{role}", kind, section.get("labels", {}), pod, False)
 
 
 def pod_specs(objects: tuple[dict[str, Any], ...]) -> list[PodSpec]:
@@ -179,6 +181,8 @@ def pod_specs(objects: tuple[dict[str, Any], ...]) -> list[PodSpec]:
             pods.append(PodSpec(ref(obj), "CronJob", template["metadata"].get("labels", {}), template["spec"], False))
         elif obj["kind"] == "SparkApplication":
             pods.extend(spark_pods(obj))
+        elif obj["kind"] == "ScheduledSparkApplication":  # a SparkApplication of its template per schedule
+            pods.extend(spark_pods({**obj, "spec": obj["spec"]["template"]}, "ScheduledSparkApplication"))
         elif obj["kind"] == "Pod":  # a helm test hook (make verify): runs in the same namespace, same rules
             pods.append(PodSpec(ref(obj), "Pod", obj["metadata"].get("labels", {}), obj["spec"], False))
     return pods

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from tests.manifests.chart import (
+    PERIODIC_KINDS,
     REPO,
     SCHEMAS,
     THIRD_PARTY_VALUES,
@@ -77,7 +78,8 @@ class Line:
     memory_mib: float
     cpu_m: float
     transient: bool = False
-    # A CronJob's pod (the consistency check, seconds every few minutes): listed, not in the totals. When
+    # A CronJob's pod (the consistency check, seconds every few minutes) or a ScheduledSparkApplication's
+    # driver (the erasure job, a minute every 15 minutes): listed, not in the totals. When
     # the node is full it waits Pending for the room the install-time Jobs or make verify free (Forbid: no
     # pile-up) rather than displacing anything; counting it would raise the Docker minimum by a GiB
     # (7,730 MiB > the 7,682 an "8 GiB" VM can allocate) for a pod that is almost never there.
@@ -169,7 +171,7 @@ def budget() -> Budget:
         b.lines.append(Line("marketing-engine", pod.owner.split("/", 1)[1], count,
                             _pod_request(containers, init, "memory"), _pod_request(containers, init, "cpu"),
                             transient=pod.kind in TRANSIENT_KINDS,  # Pod: the helm test hook, make verify
-                            periodic=pod.kind == "CronJob"))
+                            periodic=pod.kind in PERIODIC_KINDS))
     # ---- Redpanda: the broker container's requests as the chart derives them (test_overrides_redpanda).
     # The chart sets no requests on its sidecar and its post-install Job, so they add nothing here.
     rp = broker(REDPANDA_VALUES)
@@ -198,7 +200,22 @@ def test_print_the_budget():
     releases = {line.release for line in b.lines}
     assert releases == {"kind", "marketing-engine", "redpanda", "spark-operator", "kafka-ui"}
     spark_pods = [line for line in b.lines if line.pod.startswith("marketing-engine-") and ":" in line.pod]
-    assert sorted(line.pod.rsplit(":", 1)[1] for line in spark_pods) == ["driver"] * 4  # driver-only
+    assert sorted(line.pod.rsplit(":", 1)[1] for line in spark_pods) == ["driver"] * 5  # driver-only, erasure too
+
+
+def test_the_scheduled_erasure_driver_is_listed_but_not_counted():
+    """The erasure job (a ScheduledSparkApplication, docs/forget.md): its driver pod in the table with the
+    request from its measured peak, outside the totals like the consistency check's CronJob."""
+    b = budget()
+    (line,) = [line for line in b.lines if line.pod == "marketing-engine-erasure:driver"]
+    assert line.periodic and line.transient
+    values = default_values()
+    heap = spark_memory_mib(values["pipeline"]["driver"]["memory"])
+    assert line.memory_mib == heap + spark_memory_mib(values["erasure"]["driver"]["minMemoryOverhead"])
+    assert b.total_mib == sum(x.count * x.memory_mib for x in b.lines if not x.periodic)
+    off = [p for p in pod_specs(render((), ("pipeline.enabled=true", "erasure.enabled=false")))
+           if p.kind == "ScheduledSparkApplication"]
+    assert off == []
 
 
 def test_a_cronjobs_pod_is_listed_but_not_counted():
@@ -207,7 +224,7 @@ def test_a_cronjobs_pod_is_listed_but_not_counted():
     (line,) = [line for line in b.lines if line.pod == "marketing-engine-consistency"]
     assert line.periodic and line.transient
     assert line.memory_mib == memory_mib(default_values()["consistency"]["resources"]["requests"]["memory"])
-    assert b.total_mib == sum(x.count * x.memory_mib for x in b.lines) - line.memory_mib
+    assert b.total_mib == sum(x.count * x.memory_mib for x in b.lines if not x.periodic)
     off = [line for line in pod_specs(render((), ("pipeline.enabled=true", "consistency.enabled=false")))
            if line.kind == "CronJob"]
     assert off == []

@@ -44,6 +44,8 @@ NO_PROBES = {
     "Pod": "the helm test hook (make verify): runs once, its exit code is the result",
     "SparkApplication": "Spark pods have no health endpoint; the Spark Operator restarts the application "
     "(restartPolicy with retries and intervals) when the driver exits",
+    "ScheduledSparkApplication": "a SparkApplication per schedule (the erasure job): runs to its end; its "
+    "state (COMPLETED / FAILED) is the check, and the next schedule runs it again",
 }
 
 
@@ -138,7 +140,7 @@ def test_standard_labels_on_every_object(label, values):
 def test_service_account_tokens_only_where_needed(label, values):
     """Only the KSQL operator talks to the Kubernetes API."""
     for pod in pod_specs(render(values)):
-        if pod.kind == "SparkApplication":
+        if pod.kind in ("SparkApplication", "ScheduledSparkApplication"):
             continue  # the driver needs its token to create executors (ServiceAccount of the Spark Operator)
         wants = pod.labels.get("app.kubernetes.io/component") == "ksql-operator"
         assert pod.spec.get("automountServiceAccountToken") is wants, pod.owner

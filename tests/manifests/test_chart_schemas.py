@@ -14,6 +14,8 @@ import yaml
 from tests.manifests.chart import KUBE_VERSION, RENDER_CASES, SCHEMAS, SPARK_K8S, by_kind, ref, render
 
 SPARK_APP_SCHEMA = json.loads((SCHEMAS / "spark-operator" / "sparkapplication_v1beta2.json").read_text())
+SCHEDULED_SCHEMA = json.loads((SCHEMAS / "spark-operator" / "scheduledsparkapplication_v1beta2.json").read_text())
+SPARK_KINDS = {"SparkApplication": SPARK_APP_SCHEMA, "ScheduledSparkApplication": SCHEDULED_SCHEMA}
 CASE_IDS = [c[0] for c in RENDER_CASES]
 
 
@@ -36,7 +38,7 @@ def test_strict_validation_catches_unknown_fields():
 
 @pytest.mark.parametrize("label,values", RENDER_CASES, ids=CASE_IDS)
 def test_kubernetes_objects_validate(label, values):
-    objects = [o for o in render(values) if o["kind"] != "SparkApplication"]
+    objects = [o for o in render(values) if o["kind"] not in SPARK_KINDS]
     assert objects
     errors = []
     for obj in objects:
@@ -50,15 +52,27 @@ def test_kubernetes_objects_validate(label, values):
 
 
 def _spark_app_errors(app: dict) -> list[str]:
-    validator = jsonschema.Draft202012Validator(SPARK_APP_SCHEMA)
+    validator = jsonschema.Draft202012Validator(SPARK_KINDS[app["kind"]])
     return [f"{ref(app)}: {'.'.join(map(str, e.path))}: {e.message}" for e in validator.iter_errors(app)]
 
 
 @pytest.mark.parametrize("label,values", RENDER_CASES, ids=CASE_IDS)
 def test_spark_applications_validate_against_the_crd(label, values):
-    apps = by_kind(render(values), "SparkApplication")
+    apps = by_kind(render(values), "SparkApplication") + by_kind(render(values), "ScheduledSparkApplication")
     errors = [e for app in apps for e in _spark_app_errors(app)]
     assert errors == []
+
+
+def test_the_erasure_is_a_scheduled_application_of_the_erasure_job():
+    (scheduled,) = by_kind(render(values=(), sets=("pipeline.enabled=true",)), "ScheduledSparkApplication")
+    assert scheduled["metadata"]["name"] == "marketing-engine-erasure"
+    assert scheduled["spec"]["concurrencyPolicy"] == "Forbid"
+    template = scheduled["spec"]["template"]
+    assert template["mainApplicationFile"].endswith("/spark/jobs/erasure.py")
+    assert template["arguments"] == ["--from-topic"] and template["restartPolicy"] == {"type": "Never"}
+    assert "lifecycle" not in template["driver"]  # the streaming jobs' preStop hook has nothing to stop here
+    # a typo under the template is caught like one in a SparkApplication
+    assert _spark_app_errors({**scheduled, "spec": {**scheduled["spec"], "template": {**template, "argumnets": []}}})
 
 
 def test_pipeline_renders_four_applications():

@@ -104,6 +104,7 @@ driver:
     {{- toYaml $podSecurity | nindent 4 }}
   securityContext:
     {{- toYaml $containerSecurity | nindent 4 }}
+  {{- if $streaming }}
   # Kubernetes' SIGTERM reaches spark-submit's JVM, not the job's Python (its child): the hook
   # signals the Python job first, which stops its queries between micro-batches and exits 0
   # (spark/prestop.py). The grace period covers the hook's wait (50 s) for a batch to commit.
@@ -112,6 +113,7 @@ driver:
     preStop:
       exec:
         command: ["/opt/venv/bin/python", "-m", "spark.prestop"]
+  {{- end }}
 {{- if $driverOnly }}
 # Unused in driver-only mode (no executor pods); the CRD requires the section.
 executor:
