@@ -29,7 +29,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"forget: {exc}", file=sys.stderr)
         return 2
     print(f"forget: requested erasure of customer {record['customer_id']} (request {record['request_id']}, "
-          f"by {record['requested_by']}) on {settings.topic(topics.CUSTOMER_ERASURE).name}", flush=True)
+          f"by {record['requested_by']}) on {settings.topic(topics.CUSTOMER_ERASURE).name}, and its redacted profile "
+          f"on {settings.topic(topics.CUSTOMER_PROFILE).name}", flush=True)
     return 0
 
 
