@@ -167,6 +167,7 @@ def test_make_forgets_check_finds_the_customer_until_the_cache_and_ksqldb_have_e
                               timeout=120, env={**os.environ, **env})
         assert done.returncode == 0, done.stdout + done.stderr
         assert "holds only the erasure marker" in done.stdout
+        print(done.stdout.strip())  # DEMO.md section 7 shows this line
         assert check.redis_traces(client, kept) != []  # the other customer is still there (no marker)
     bad = subprocess.run([sys.executable, "-m", "forget.check", "x y"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and bad.stderr.strip() == "forget.check: not a customer id: 'x y'"
