@@ -25,20 +25,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--days", type=int, default=90)
     args = ap.parse_args(argv)
 
-    from seed.simulator import SimConfig, Simulator
     from spark.jobs import bronze, gold, score, silver
     from tests.support import pipeline
     from tests.support.ksqldb_view_double import KsqlDbViewDouble
 
-    from .spark_env import engines
+    from .spark_env import engines, seeded
 
     with engines() as env:
         started = time.monotonic()
-        jobs = pipeline.job_settings(env.broker.bootstrap, env.registry.url, str(env.root / "delta"),
-                                     pipeline.new_prefix())
-        pipeline.create_topics(env.broker, jobs)
-        sent = pipeline.produce(env.broker, jobs, ((e.topic, e.key, e.record) for e in
-                                                   Simulator(SimConfig(customers=args.customers, days=args.days)).events()))
+        jobs, _events, sent = seeded(env, args.customers, args.days)
         view = KsqlDbViewDouble(env.broker.bootstrap, env.registry.url, from_beginning=True,
                                 topic_prefix=jobs.topic_prefix).start()
         for job in (bronze, silver, gold, score):

@@ -34,19 +34,14 @@ def main(argv: list[str] | None = None) -> int:
     from forget import request
     from forget.settings import ForgetSettings
     from schemas import topics
-    from seed.simulator import SimConfig, Simulator
     from spark.jobs import bronze, gold, score, silver
     from tests.support import pipeline
 
-    from .spark_env import engines
+    from .spark_env import engines, seeded
 
     with engines() as env:
         started = time.monotonic()
-        jobs = pipeline.job_settings(env.broker.bootstrap, env.registry.url, str(env.root / "delta"),
-                                     pipeline.new_prefix())
-        pipeline.create_topics(env.broker, jobs)
-        events = list(Simulator(SimConfig(customers=args.customers, days=args.days)).events())
-        sent = pipeline.produce(env.broker, jobs, ((e.topic, e.key, e.record) for e in events))
+        jobs, events, sent = seeded(env, args.customers, args.days)
         for job in (bronze, silver, gold, score):
             pipeline.run(job, env.spark, jobs)
         print(f"seed {args.customers} customers x {args.days} days ({sent} records) through bronze, silver, gold, "

@@ -63,6 +63,19 @@ def history_and_model(env: SimpleNamespace, trigger: str) -> SimpleNamespace:
     return SimpleNamespace(batch=batch, live=live)
 
 
+def seeded(env: SimpleNamespace, customers: int, days: int) -> tuple[object, list, int]:
+    """A simulated history of ``customers`` x ``days`` produced under a fresh topic prefix (settings,
+    the events, records sent); the caller runs the jobs it needs over it."""
+    from seed.simulator import SimConfig, Simulator
+    from tests.support import pipeline
+
+    jobs = pipeline.job_settings(env.broker.bootstrap, env.registry.url, str(env.root / "delta"), pipeline.new_prefix())
+    pipeline.create_topics(env.broker, jobs)
+    events = list(Simulator(SimConfig(customers=customers, days=days)).events())
+    sent = pipeline.produce(env.broker, jobs, ((e.topic, e.key, e.record) for e in events))
+    return jobs, events, sent
+
+
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     if not ordered:

@@ -11,7 +11,6 @@ import subprocess
 import sys
 import uuid
 
-import pytest
 import redis
 
 from forget import check, request
@@ -20,10 +19,8 @@ from schemas import topics
 from tests.engines.test_webapp_helpers import (
     caught_up,
     consolidated,
-    db_url,
     enriched_order,
     ensure_topics,
-    flush,
     new_id,
     produce_avro,
     produce_json,
@@ -36,14 +33,6 @@ from tests.engines.test_webapp_helpers import (
 from webapp import cache as cache_mod
 
 T0 = 1_767_225_600_000
-
-
-@pytest.fixture
-def url(redis_server):
-    url = db_url(redis_server)
-    flush(url)
-    yield url
-    flush(url)
 
 
 def dump_everything(client: redis.Redis) -> str:
