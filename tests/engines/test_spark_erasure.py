@@ -1,8 +1,9 @@
 """spark/jobs/erasure.py on real Spark + Delta: a small simulated history through bronze, silver, gold
 and score (plus a quarantined record that carries the customer's e-mail in its raw bytes), then the
 customer is forgotten. Every parquet file under the Delta root (tables, _change_data, _delta_log
-checkpoints) is read back with Spark and holds no trace of the customer's name, e-mail or phone; the
-other customers are untouched; erasing twice is fine; an unknown id is one clear message."""
+checkpoints) is read back with Spark, and every other _delta_log file as text: none holds a trace of the
+customer's name, e-mail or phone (the tables keep no file statistics on those columns); the other
+customers are untouched; erasing twice is fine; an unknown id is one clear message."""
 
 from __future__ import annotations
 
@@ -11,11 +12,13 @@ import os
 from pathlib import Path
 
 import pytest
+from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from schemas import topics
 from seed.simulator import SimConfig, Simulator
+from spark import tables
 from spark.jobs import bronze, erasure, gold, score, silver
 from tests.support import pipeline
 
@@ -44,12 +47,19 @@ def dump(spark, root: str) -> tuple[str, int]:
     return "\n".join(texts), count
 
 
-def log_text(root: str) -> str:
+def log_text(root: str) -> tuple[str, int]:
+    """The text of every non-parquet file of every _delta_log (the JSON commits and the .crc checksums,
+    which list a snapshot's files with their statistics; checkpoints are parquet, read by ``dump``)."""
     parts = []
     for folder, _dirs, files in os.walk(root):
         if folder.endswith("_delta_log"):
-            parts.extend(Path(folder, n).read_text(encoding="utf-8") for n in files if n.endswith(".json"))
-    return "\n".join(parts)
+            parts.extend(Path(folder, n).read_text(encoding="utf-8", errors="replace")
+                         for n in files if not n.endswith(".parquet"))
+    return "\n".join(parts), len(parts)
+
+
+def delta_tables(root: str) -> list[str]:
+    return sorted(folder for folder, dirs, _files in os.walk(root) if "_delta_log" in dirs)
 
 
 def personal(history, customer_id: str) -> set[str]:
@@ -105,12 +115,29 @@ def test_no_parquet_file_holds_the_forgotten_customer(spark, stack, capsys):
         assert table.where(erasure.matches(store, [gone])).count() == 0, store.label
     assert spark.read.format("delta").load(jobs.table("silver", "customers")).where(
         F.col("customer_id") == kept).count() == 1
-    in_log = sorted(s for s in secrets if s in log_text(jobs.delta_root))
-    print(f"parquet files scanned: {files_before} before, {files_after} after; "
-          f"personal values still in _delta_log JSON (file statistics): {len(in_log)} of {len(secrets)}")
+    text, log_files = log_text(jobs.delta_root)
+    in_log = sorted(s for s in secrets if s in text)
+    print(f"parquet files scanned: {files_before} before, {files_after} after; _delta_log files scanned: "
+          f"{log_files}; personal values still in _delta_log (file statistics): {len(in_log)} of {len(secrets)}")
+    assert in_log == [], "personal data left in _delta_log (file statistics on a personal column?)"
     report = spark.read.format("delta").load(jobs.table("erasure", "report")).where(F.col("customer_id") == gone)
     assert {r.store for r in report.collect()} >= {"bronze/customer_profile", "silver/customers", "gold/c360",
                                                     "quarantine/records"}
+
+
+def test_every_table_with_personal_columns_keeps_no_statistics_on_them(spark, stack):
+    jobs = stack[0]
+    personal_tables = []
+    for path in delta_tables(jobs.delta_root):
+        table = DeltaTable.forPath(spark, path)
+        columns = set(table.toDF().columns)
+        stats = (table.detail().select("properties").first()[0] or {}).get(tables.STATS_COLUMNS)
+        if columns & tables.PERSONAL:
+            personal_tables.append(os.path.relpath(path, jobs.delta_root))
+            assert stats, path
+            listed = {c.strip("`") for c in stats.split(",")}
+            assert not listed & tables.PERSONAL and "customer_id" in listed, (path, stats)
+    assert sorted(personal_tables) == ["bronze/customer_profile", "gold/c360", "silver/customers"]
 
 
 def test_erasing_twice_is_fine_and_an_unknown_id_is_one_clear_message(spark, stack):
