@@ -4,7 +4,8 @@ ksqlDB runs here; tests/support/ksqldb_view_double.py computes the view with ksq
 
 One simulated history (late and duplicate events included, as the seed makes them) through both sides:
 no disagreement. Then each fault is found and named: a record ksqlDB lost, a gold row corrupted in
-Delta; and a change gold's jobs have not processed yet is catching up, not a disagreement.
+Delta; and a change gold's jobs have not processed yet is catching up, not a disagreement. A forgotten
+customer (erasure request, gold's row deleted) is left out and counted as forgotten.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from consistency import __main__ as cli
+from consistency import read
+from consistency.compare import compare
 from consistency.settings import ConsistencySettings
 from schemas import serde, topics
 from seed import events as seed_events
@@ -159,3 +162,45 @@ def test_the_entry_point_publishes_the_report_and_fails_in_one_line(stack):
                           env={**env, "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"})
     assert down.returncode == 2 and "Traceback" not in down.stderr
     assert len(down.stderr.strip().splitlines()) == 1 and "KAFKA_BOOTSTRAP_SERVERS" in down.stderr, down.stderr
+
+
+def test_a_forgotten_customer_is_left_out_not_counted_as_disagreeing(stack, spark, kafka_broker, schema_registry):
+    """Last in this module (it changes the customer count). The customer is forgotten: the erasure request
+    on its topic, gold's row deleted (as spark/jobs/erasure.py does; ksqlDB's aggregates stay,
+    confluentinc/ksql#6938). Its next order then makes the two sides differ for good (the view counts
+    every order, gold starts again from that one), a settled difference the check must not report."""
+    jobs, check, history = stack
+    ordering = sorted({e.key for e in history if e.topic == topics.ORDER_PLACED})
+    gone = ordering[len(ordering) // 2]
+    pipeline.produce(kafka_broker, jobs, [(topics.CUSTOMER_ERASURE, gone, {
+        "customer_id": gone, "request_id": "5d0e8f7a-1b2c-4d3e-9f40-a1b2c3d4e5f6",
+        "requested_at": int(time.time() * 1000), "requested_by": "tests"})])
+    spark.sql(f"DELETE FROM delta.`{jobs.table('gold', 'c360')}` WHERE customer_id = '{gone}'")
+    before = cli.run(check)
+    view = KsqlDbViewDouble(kafka_broker.bootstrap, schema_registry.url, from_beginning=True,
+                            topic_prefix=jobs.topic_prefix).start()
+    try:
+        view_settled(view, CUSTOMERS)
+        orders = view.row(gone)["order_count"]
+        order = seed_events.new_order(random.Random(8), gone, int(time.time() * 1000),
+                                      items=[{"sku": "AFTER-1", "quantity": 1, "price": 5.0}])
+        pipeline.produce(kafka_broker, jobs, [(topics.ORDER_PLACED, gone, order)])
+        wait_until(lambda: view.row(gone)["order_count"] == orders + 1, what="the view to count the new order")
+        time.sleep(2)
+    finally:
+        view.stop()
+    for job in (bronze, silver, gold, score):  # gold's side, after the view's: settled, nothing catching up
+        pipeline.run(job, spark, jobs)
+
+    gold_side, horizon = read.gold_and_horizon(check)
+    view_side = read.view(check)
+    assert gold_side[gone].metrics["order_count"] == 1 and view_side[gone].metrics["order_count"] == orders + 1
+    unaware = compare(view_side, gold_side, now_ms=int(time.time() * 1000), gold_horizon_ms=horizon, settle_ms=0,
+                      examples=CUSTOMERS)
+    assert gone in {d.customer_id for d in unaware.examples}, "without the erasures the customer disagrees"
+
+    report = cli.run(check)
+    print(report.line())
+    assert report.forgotten == 1 and report.customers == CUSTOMERS - 1
+    assert gone not in {d.customer_id for d in report.examples}
+    assert report.disagreeing == before.disagreeing, report.line()
