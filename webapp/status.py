@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field
 from typing import Any
 
 STATUS_FORMAT = 1  # bumped when a field changes meaning; a reader refuses other formats
@@ -66,10 +66,15 @@ class ConsistencyReport:
     metrics: list[str]
     settle_ms: int
     examples: list[dict[str, Any]]  # {customer_id, metric, view, gold}: a few disagreements
+    forgotten: int = 0  # customers with an erasure request, left out (contract v2; none in a v1 report)
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> ConsistencyReport:
-        return cls(**{f: record[f] for f in cls.__dataclass_fields__})
+        fields = cls.__dataclass_fields__
+        missing = [f for f, spec in fields.items() if f not in record and spec.default is MISSING]
+        if missing:
+            raise KeyError(missing[0])
+        return cls(**{f: record[f] for f in fields if f in record})
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
@@ -86,10 +91,11 @@ class ConsistencyReport:
             return None
 
     def summary(self, now_ms: int | None = None) -> str:
-        """``998/1000 checked, 998 agree, 0 disagree, 2 catching up (checked 40 s ago)``."""
+        """``998/1000 checked, 998 agree, 0 disagree, 2 catching up (checked 40 s ago); 1 forgotten``."""
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
         return (f"{self.checked}/{self.customers} checked, {self.agreeing} agree, {self.disagreeing} disagree, "
-                f"{self.catching_up} catching up (checked {max(0, now_ms - self.checked_at) // 1000} s ago)")
+                f"{self.catching_up} catching up (checked {max(0, now_ms - self.checked_at) // 1000} s ago)"
+                + (f"; {self.forgotten} forgotten" if self.forgotten else ""))
 
 
 @dataclass

@@ -39,6 +39,7 @@ SAMPLES: dict[str, dict] = {
         "checked_at": 1_767_229_300_000, "customers": 1000, "checked": 990, "agreeing": 989, "disagreeing": 1,
         "catching_up": 10, "metrics": ["order_count", "lifetime_value"], "settle_ms": 300_000,
         "examples": [{"customer_id": CUSTOMER, "metric": "lifetime_value", "view": "782.33", "gold": "7823.3"}],
+        "forgotten": 2,
     },
     topics.PIPELINE_STATUS.name: {
         "job": "silver", "query": "silver_orders", "batch_id": 42, "rows": 17,

@@ -107,7 +107,7 @@ def test_make_status_prints_the_newest_consistency_report_or_says_there_is_none(
                      catching_up=2)
     status = FeederStatus("feeder-1", state="running", heartbeat_ms=now, consistency=report)
     assert pipeline_status.render(status, now)[-1] == (
-        "  consistency: 998/1000 checked, 998 agree, 0 disagree, 2 catching up (checked 40 s ago)")
+        "  consistency: 998/1000 checked, 998 agree, 0 disagree, 2 catching up (checked 40 s ago); 2 forgotten")
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):  # noqa: N802

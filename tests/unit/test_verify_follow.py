@@ -101,12 +101,12 @@ def test_the_newest_consistency_report_is_a_line_beside_the_hops_never_their_ver
     older = {**sample, "checked_at": dt.datetime.fromtimestamp((now - 300_000) / 1000, dt.UTC), "disagreeing": 0}
     newest = {**sample, "checked_at": dt.datetime.fromtimestamp(sample["checked_at"] / 1000, dt.UTC)}  # as fastavro
     assert consistency_line([newest, older], now) == \
-        "990/1000 checked, 989 agree, 1 disagree, 10 catching up (checked 40 s ago)"
+        "990/1000 checked, 989 agree, 1 disagree, 10 catching up (checked 40 s ago); 2 forgotten"
     assert consistency_line([], now) is None
     hops = [Hop("kafka", HOP_WHAT["kafka"], seen_s=1.0)]
     shown = Report(PROBE, hops, consistency=consistency_line([newest], now)).lines()
     assert shown[-2] == ("  consistency (ksqlDB view vs gold, not a hop): "
-                         "990/1000 checked, 989 agree, 1 disagree, 10 catching up (checked 40 s ago)")
+                         "990/1000 checked, 989 agree, 1 disagree, 10 catching up (checked 40 s ago); 2 forgotten")
     assert shown[-1] == "PASS 1/1"
     failing = Report(PROBE, [Hop("web", HOP_WHAT["web"])], consistency="0/0 checked").lines()
     assert failing[-1].startswith("FAIL 0/1"), "the report changes no verdict"

@@ -64,5 +64,16 @@ def test_the_newest_report_wins_and_a_late_older_one_or_a_tombstone_changes_noth
 
 def test_the_summary_line():
     report = ConsistencyReport.from_record({**SAMPLE, "checked_at": 1_000_000})
-    assert report.summary(1_040_500) == "990/1000 checked, 989 agree, 1 disagree, 10 catching up (checked 40 s ago)"
+    assert report.summary(1_040_500) == "990/1000 checked, 989 agree, 1 disagree, 10 catching up (checked 40 s ago); 2 forgotten"
     assert ConsistencyReport.from_json('{"checked": 1}') is None and ConsistencyReport.from_json(None) is None
+
+
+def test_forgotten_customers_are_shown_and_a_v1_report_still_reads():
+    report = ConsistencyReport.from_record({**SAMPLE, "checked_at": 1_000_000})
+    assert report.forgotten == SAMPLE["forgotten"] > 0
+    assert report.summary(1_040_500).endswith(f"(checked 40 s ago); {SAMPLE['forgotten']} forgotten")
+    v1 = {k: v for k, v in SAMPLE.items() if k != "forgotten"}  # a report the check wrote before contract v2
+    assert ConsistencyReport.from_record(v1).forgotten == 0
+    assert "forgotten" not in ConsistencyReport.from_record(v1).summary()
+    with pytest.raises(KeyError):
+        ConsistencyReport.from_record({k: v for k, v in SAMPLE.items() if k != "checked"})
