@@ -9,8 +9,9 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, Producer, TopicPartition
 
+from common.kafka import topic_partitions
 from consistency.compare import METRICS, Side
 from consistency.settings import ConsistencySettings
 from schemas import serde, topics
@@ -48,14 +49,9 @@ def read_latest(settings: ConsistencySettings, topic: str, decode: Callable[[byt
     where = f"Kafka at {settings.bootstrap_servers} ({settings.env_name('bootstrap_servers')})"
     latest: dict[str, tuple[dict[str, Any], int]] = {}
     try:
-        try:
-            meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
-        except KafkaException as exc:
-            raise Unreachable(f"{where} unreachable: {' '.join(str(exc).split())[:200]}") from None
-        if meta is None or meta.error is not None or not meta.partitions:
-            raise Unreachable(f"topic {topic} not found on {where}: is the stack up?")
+        partitions = topic_partitions(consumer, topic, where, Unreachable)
         ends, starts = {}, []
-        for p in meta.partitions:
+        for p in partitions:
             low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
             if high > low:
                 ends[p] = high

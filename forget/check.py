@@ -20,9 +20,10 @@ import uuid
 from typing import Any
 
 import redis
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 
 from common import settings as s
+from common.kafka import oneline, topic_partitions
 from common.settings import ConfigError
 from forget.request import _QUIET, REDACTED
 from forget.settings import ForgetSettings
@@ -82,13 +83,8 @@ def newest_view_record(settings: CheckSettings, customer_id: str) -> dict[str, A
     consumer = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": f"forget-{uuid.uuid4().hex}",
                          "enable.auto.commit": False, "socket.connection.setup.timeout.ms": 5000, "logger": _QUIET})
     try:
-        try:
-            meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
-        except KafkaException as exc:
-            raise Unreadable(f"{where} unreachable: {' '.join(str(exc).split())[:200]}") from None
-        if meta is None or meta.error is not None or not meta.partitions:
-            raise Unreadable(f"topic {topic} not found on {where}: is the stack up?")
-        partition = partition_for_key(customer_id, len(meta.partitions))  # ksqlDB places keys with murmur2
+        partitions = topic_partitions(consumer, topic, where, Unreadable)
+        partition = partition_for_key(customer_id, len(partitions))  # ksqlDB places keys with murmur2
         low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
         if high <= low:
             return None
@@ -132,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
                 found = redis_traces(client, customer_id)
             except redis.RedisError as exc:
                 raise Unreadable(f"Redis at {settings.redis_url} ({settings.env_name('redis_url')}): "
-                                 f"{' '.join(str(exc).split())[:200]}") from None
+                                 f"{oneline(exc)}") from None
             found += view_traces(newest_view_record(settings, customer_id))
             if not found or time.monotonic() >= deadline:
                 break

@@ -8,9 +8,10 @@ import time
 import uuid
 from typing import Any
 
-from confluent_kafka import KafkaException, Producer
+from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
+from common.kafka import oneline, topic_partitions
 from forget.settings import ForgetSettings
 from schemas import serde, topics
 from schemas.ids import valid_customer_id
@@ -72,21 +73,15 @@ def publish(settings: ForgetSettings, record: dict[str, Any]) -> None:
     # producer's delivery timeout (and a missing topic is not auto-created under a typo'd prefix).
     admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers,
                          "socket.connection.setup.timeout.ms": 5000, "logger": _QUIET})
-    try:
-        found = admin.list_topics(timeout=10).topics
-    except KafkaException as exc:
-        raise Unreachable(f"{where} unreachable: {' '.join(str(exc).split())[:200]}") from None
     for name in (topic.name, profile_topic.name):
-        meta = found.get(name)
-        if meta is None or meta.error is not None or not meta.partitions:
-            raise Unreachable(f"topic {name} not found on {where}: is the stack up?")
+        topic_partitions(admin, name, where, Unreachable)
     try:
         registry = serde.registry_client(settings.schema_registry_url)
         data = serde.TopicSerde(registry, topic).serialize(record)
         profile = serde.TopicSerde(registry, profile_topic).serialize(redacted_profile(record))
     except Exception as exc:  # noqa: BLE001 - the registry client's transport errors
         raise Unreachable(f"Schema Registry at {settings.schema_registry_url} "
-                          f"({settings.env_name('schema_registry_url')}): {' '.join(str(exc).split())[:200]}") from None
+                          f"({settings.env_name('schema_registry_url')}): {oneline(exc)}") from None
     producer = Producer({"bootstrap.servers": settings.bootstrap_servers, "acks": "all", "enable.idempotence": True,
                          "partitioner": LIBRDKAFKA_PARTITIONER,  # the profile topic is joined by ksqlDB
                          "socket.connection.setup.timeout.ms": 5000, "message.timeout.ms": 15000, "logger": _QUIET})
