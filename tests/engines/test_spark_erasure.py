@@ -1,6 +1,7 @@
 """spark/jobs/erasure.py on real Spark + Delta: a small simulated history through bronze, silver, gold
 and score (plus a quarantined record that carries the customer's e-mail in its raw bytes), then the
-customer is forgotten. Every parquet file under the Delta root (tables, _change_data, _delta_log
+customer is forgotten as the cluster does it (the request on the topic, the job's --from-topic run while
+the streaming jobs' checkpoints are behind it, the jobs reading on, the next run vacuuming). Every parquet file under the Delta root (tables, _change_data, _delta_log
 checkpoints) is read back with Spark, and every other _delta_log file as text: none holds a trace of the
 customer's name, e-mail or phone (the tables keep no file statistics on those columns); the other
 customers are untouched; erasing twice is fine; an unknown id is one clear message."""
@@ -16,6 +17,8 @@ from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from forget import request
+from forget.settings import ForgetSettings
 from schemas import topics
 from seed.simulator import SimConfig, Simulator
 from spark import tables
@@ -23,6 +26,7 @@ from spark.jobs import bronze, erasure, gold, score, silver
 from tests.support import pipeline
 
 CUSTOMERS = 8
+JOBS = (bronze, silver, gold, score)
 
 
 def parquet_files(root: str) -> dict[str, list[str]]:
@@ -96,23 +100,49 @@ def stack(tmp_path_factory, kafka_broker, schema_registry, spark):
     return jobs, gone, kept, secrets - others, personal(history, kept) - personal(history, gone)
 
 
-def test_no_parquet_file_holds_the_forgotten_customer(spark, stack, capsys):
+def test_the_erasure_as_the_cluster_runs_it_leaves_no_trace_and_the_jobs_read_on(spark, stack, kafka_broker,
+                                                                                  schema_registry, capsys):
+    """The request and the redacted profile as ``python -m forget`` publishes them (twice: one erasure answers
+    both); ``--from-topic`` while every streaming reader's checkpoint is behind its commits (the VACUUMs of
+    the tables they read are deferred; quarantine, read by no stream, is vacuumed at once); the four jobs
+    read on without failing and without bringing the customer back as counts; the next run vacuums."""
     jobs, gone, kept, secrets, kept_secrets = stack
     before, files_before = dump(spark, jobs.delta_root)
     assert {s for s in secrets if s in before} == secrets  # the scan sees what it looks for
     quarantine = spark.read.format("delta").load(jobs.table("quarantine", "records"))
     assert quarantine.count() >= 1
+    settings = ForgetSettings.from_env({"KAFKA_BOOTSTRAP_SERVERS": kafka_broker.bootstrap,
+                                        "SCHEMA_REGISTRY_URL": schema_registry.url, "TOPIC_PREFIX": jobs.topic_prefix})
+    first = request.build(gone, "test")
+    request.publish(settings, first)
+    request.publish(settings, request.build(gone, "test, again"))
 
-    lines = erasure.run(spark, jobs, [gone])
-    assert len(lines) == 1 and f"customer {gone}: deleted" in lines[0] and "quarantine/records 1" in lines[0]
+    lines = erasure.run_requests(spark, jobs, reader_wait_s=0)
+    (done,) = [line for line in lines if line.startswith(f"erasure: customer {gone}: deleted")]
+    assert "quarantine/records 1" in done and "bronze/customer_profile" in done
+    deferred = {line.split("VACUUM of ")[1].split(" ")[0] for line in lines if line.startswith("erasure: VACUUM of ")}
+    # bronze is read by silver, silver by gold (change feed), gold c360 by score
+    assert {"bronze/customer_profile", "silver/customers", "silver/orders", "gold/c360"} <= deferred
+    assert "quarantine/records" not in deferred
+    report = spark.read.format("delta").load(jobs.table("erasure", "report"))
+    assert report.where(F.col("request_id") == first["request_id"]).count() == 1  # the older request: answered
+    assert {r.store for r in report.where((F.col("customer_id") == gone) & ~F.col("vacuumed")).collect()} == deferred
+    assert {r.store for r in report.where(F.col("customer_id") == gone).collect()} >= {
+        "bronze/customer_profile", "silver/customers", "gold/c360", "quarantine/records"}
+
+    for job in JOBS:  # the readers read the erasure's commits (and the redacted profile) without failing
+        pipeline.run(job, spark, jobs)
+    c360 = spark.read.format("delta").load(jobs.table("gold", "c360")).where(F.col("customer_id") == gone).collect()
+    for row in c360:  # at most the redacted profile's empty shell: no counts of the deleted orders
+        assert (row.first_name, row.email, row.order_count) == ("", "", 0), row
+
+    lines = erasure.run_requests(spark, jobs, reader_wait_s=60)
+    assert not any(line.startswith("erasure: VACUUM of ") for line in lines), lines
+    assert any(line.startswith("erasure: vacuumed ") and "silver/customers" in line for line in lines), lines
     after, files_after = dump(spark, jobs.delta_root)
     assert files_after > 0
     assert sorted(s for s in secrets if s in after) == [], "personal data left in parquet files"
     assert kept_secrets and all(s in after for s in kept_secrets)  # the other customers are untouched
-    for store in erasure.STORES:
-        path = jobs.table(store.layer, store.name)
-        table = spark.read.format("delta").load(path)
-        assert table.where(erasure.matches(store, [gone])).count() == 0, store.label
     assert spark.read.format("delta").load(jobs.table("silver", "customers")).where(
         F.col("customer_id") == kept).count() == 1
     text, log_files = log_text(jobs.delta_root)
@@ -120,9 +150,9 @@ def test_no_parquet_file_holds_the_forgotten_customer(spark, stack, capsys):
     print(f"parquet files scanned: {files_before} before, {files_after} after; _delta_log files scanned: "
           f"{log_files}; personal values still in _delta_log (file statistics): {len(in_log)} of {len(secrets)}")
     assert in_log == [], "personal data left in _delta_log (file statistics on a personal column?)"
-    report = spark.read.format("delta").load(jobs.table("erasure", "report")).where(F.col("customer_id") == gone)
-    assert {r.store for r in report.collect()} >= {"bronze/customer_profile", "silver/customers", "gold/c360",
-                                                    "quarantine/records"}
+    for job in JOBS:  # nothing the VACUUM removed was still needed by a reader
+        pipeline.run(job, spark, jobs)
+    assert erasure.run_requests(spark, jobs, reader_wait_s=0) == []  # nothing new, nothing left to vacuum
 
 
 def test_every_table_with_personal_columns_keeps_no_statistics_on_them(spark, stack):
@@ -142,10 +172,10 @@ def test_every_table_with_personal_columns_keeps_no_statistics_on_them(spark, st
 
 def test_erasing_twice_is_fine_and_an_unknown_id_is_one_clear_message(spark, stack):
     jobs, gone, _kept, _secrets, _ = stack
-    erasure.run(spark, jobs, [gone])  # the first test may not have run alone: make sure it is erased once
-    (line,) = erasure.run(spark, jobs, [gone])
+    erasure.run(spark, jobs, [gone], reader_wait_s=0)  # the first test may not have run alone: erased once
+    (line,) = [x for x in erasure.run(spark, jobs, [gone], reader_wait_s=0) if x.startswith("erasure: customer")]
     assert line.startswith(f"erasure: customer {gone}: nothing left to erase (erased on ")
     with pytest.raises(erasure.UnknownCustomer, match=r"unknown customer id no-such-customer: no Delta table under "):
-        erasure.run(spark, jobs, ["no-such-customer"])
+        erasure.run(spark, jobs, ["no-such-customer"], reader_wait_s=0)
     with pytest.raises(ValueError, match="not a customer id"):
         erasure.run(spark, jobs, ["bad id; DROP TABLE"])
