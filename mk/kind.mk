@@ -80,10 +80,10 @@ images: ## build the marketing-engine/app and /spark images (content tags, scrip
 # Rendered from the chart (spark/k8s/ is that rendering with the default values, tested) so the
 # SparkApplications name the Spark image's content tag: a rebuilt image changes their spec and the
 # Spark Operator resubmits them.
-pipeline: chart-sync ## apply the four SparkApplication CRs (= spark/k8s/ with the image's content tag; PIPELINE_VALUES=file adds your values)
+pipeline: chart-sync ## apply the four SparkApplication CRs (= spark/k8s/ with the image's content tag) and the scheduled erasure; PIPELINE_VALUES=file adds your values
 	@"$(HELM)" template $(RELEASE) charts/marketing-engine -n $(NAMESPACE) --set pipeline.enabled=true \
 	  --set managedBy=kubectl --set images.spark.tag=$(SPARK_IMAGE_TAG) $(if $(PIPELINE_VALUES),-f "$(PIPELINE_VALUES)") \
-	  --show-only templates/spark-applications.yaml | $(KIND_KUBECTL) apply -f -
+	  --show-only templates/spark-applications.yaml --show-only templates/spark-erasure.yaml | $(KIND_KUBECTL) apply -f -
 
 kind-seed: ## run the in-cluster seed Job again (a copy of the chart's Job; change sizes with helm --set seed.*)
 	@job=$$($(KIND_KUBECTL) get jobs -l app.kubernetes.io/instance=$(RELEASE),app.kubernetes.io/component=seed \

@@ -13,7 +13,7 @@ from typing import Any
 from schemas import topics
 from tests.engines.test_spark_pipeline import T0, order
 from tests.images.conftest import BuiltImage
-from tests.manifests.chart import driver_only, spark_pods
+from tests.manifests.chart import driver_only, render, spark_pods
 from tests.support import pipeline, podman
 
 CONF_VOLUME = "spark-conf-volume-driver"  # what Spark on Kubernetes names the driver's properties ConfigMap
@@ -86,3 +86,49 @@ def test_bronze_in_the_spark_image_commits_to_delta_on_the_mounted_volume(
     assert written == produced == 12
     assert any(a.get("commitInfo", {}).get("operation") in ("STREAMING UPDATE", "WRITE", "MERGE") for a in actions)
     assert table.stat().st_uid == spec["securityContext"]["runAsUser"]
+
+
+def test_erasure_in_the_spark_image_answers_a_request_from_the_topic(
+        tmp_path, engine: podman.Engine, spark_image: BuiltImage, kafka_broker, schema_registry, container_name):
+    """The chart's ScheduledSparkApplication template (spark/jobs/erasure.py --from-topic) run as its driver
+    pod: it imports what it needs from the image (the spark image has no webapp/: the customer-id rule
+    lives in schemas/), reads the request from the erasure topic, decodes it with the registry, answers it
+    (no table holds the id yet: "unknown customer id", exit 0, as a request is answered, not failed) and
+    writes its report table on the mounted Delta volume."""
+    from forget import request
+    from forget.settings import ForgetSettings
+
+    # as `make pipeline` renders it (pipeline.enabled=true, the Spark image's tag)
+    objects = render((), ("pipeline.enabled=true", f"images.spark.tag={spark_image.tag.rsplit(':', 1)[1]}"))
+    (scheduled,) = [o for o in objects if o["kind"] == "ScheduledSparkApplication"]
+    assert scheduled["spec"]["template"]["image"] == spark_image.tag
+    app = {**scheduled, "kind": "SparkApplication", "spec": scheduled["spec"]["template"]}
+    assert app["spec"]["arguments"] == ["--from-topic"]
+    spec, container = driver_pod(app)
+    container["args"] = [*container["args"], *app["spec"]["arguments"]]  # what spark-submit appends
+    delta_mount = next(m["mountPath"] for m in container["volumeMounts"] if m["name"] == "delta")
+    settings = pipeline.job_settings(kafka_broker.bootstrap, schema_registry.url, delta_mount, pipeline.new_prefix())
+    pipeline.create_topics(kafka_broker, settings)
+    forget = ForgetSettings.from_env({"KAFKA_BOOTSTRAP_SERVERS": kafka_broker.bootstrap,
+                                      "SCHEMA_REGISTRY_URL": schema_registry.url, "TOPIC_PREFIX": settings.topic_prefix})
+    record = request.build("cust-never-seen", "image test")
+    request.publish(forget, record)
+    delta = podman.prepare_volume(tmp_path / "delta", spec)
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    (conf / "spark.properties").write_text(driver_properties(app))
+    env = {"KAFKA_BOOTSTRAP_SERVERS": kafka_broker.bootstrap, "SCHEMA_REGISTRY_URL": schema_registry.url,
+           "TOPIC_PREFIX": settings.topic_prefix, "SPARK_DRIVER_BIND_ADDRESS": "127.0.0.1",
+           "SPARK_CONF_DIR": "/opt/spark/conf"}
+    argv = podman.container_argv(spec, container, image=spark_image.tag, engine=engine, name=container_name,
+                                 env=env, volumes={"delta": delta, CONF_VOLUME: conf})
+    done = podman.run_to_end(engine, argv, container_name, timeout=600)
+    log = done.stdout + done.stderr
+    summary = "\n".join(line for line in log.splitlines() if not line.lstrip().startswith("at "))[-6000:]
+    assert done.returncode == 0, summary
+    assert "Traceback" not in log, summary
+    assert (f"erasure: customer cust-never-seen: unknown customer id (request {record['request_id']})") in log, summary
+    report = Path(delta, settings.table("erasure", "report").removeprefix(delta_mount).lstrip("/"))
+    assert (report / "_delta_log" / "00000000000000000000.json").is_file()
+    assert record["request_id"] in "\n".join(json.dumps(a) for a in _delta_commits(report)) or any(
+        p.suffix == ".parquet" for p in report.iterdir())

@@ -53,6 +53,9 @@ case "{tool}" in
     case "$args" in
       *"--dry-run=client"*) echo "apiVersion: v1"; echo "kind: Namespace" ;;
       *"${{FAKE_NOT_READY:-no-such-object}} -o jsonpath={{.status.readyReplicas}}"*) printf 0 ;;
+      *" get sparkapplication "*" -o jsonpath={{.status.applicationState.state}} "*) printf '%s' "${{FAKE_APP_STATE:-COMPLETED}}" ;;
+      *" -o jsonpath={{.spec.template}} "*) printf '{{"type": "Python", "arguments": ["--from-topic"]}}' ;;
+      *" logs "*"-driver "*) printf 'Deleted 2 files\nerasure: customer c-1: deleted bronze/customer_profile 1\n' ;;
       *" get sparkapplication ${{FAKE_SPARK_FAILED:-no-such-app}} "*)
         printf 'SUBMISSION_FAILED|6|5|failed to run spark-submit: signal: killed' ;;
       *" get sparkapplication "*) printf 'RUNNING|1|5|' ;;
@@ -437,3 +440,33 @@ def test_make_verify_is_the_charts_helm_test_with_its_log(tmp_path):
                              env={**env, "FAKE_VERIFY_FAIL": "FAIL 6/7: first failed hop score"},
                              capture_output=True, text=True, timeout=120)
     assert failing.returncode != 0 and "first failed hop score" in failing.stdout
+
+
+def test_make_forget_requests_runs_the_scheduled_erasure_now_and_checks(tmp_path):
+    """make forget CUSTOMER=<id> against fake tools: the request from the web UI's pod, then a SparkApplication
+    made from the ScheduledSparkApplication's template, waited for, its report lines, then forget.check;
+    without CUSTOMER one usage line; a FAILED run fails the target."""
+    env = fake_tools(tmp_path)
+    run = subprocess.run(["make", "--no-print-directory", "forget", "CUSTOMER=c-1"], cwd=REPO,
+                         env={**env, "FORGET_WAIT_S": "5"}, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "erasure: customer c-1: deleted bronze/customer_profile 1" in run.stdout
+    assert "Deleted 2 files" not in run.stdout  # Delta's VACUUM chatter is not the report
+    lines = calls(env)
+    request = index(lines, "exec deploy/marketing-engine-web -c web -- env FORGET_REQUESTED_BY=make forget "
+                           "python -m forget c-1")
+    create = index(lines, "create -f -")
+    check = index(lines, "python -m forget.check c-1")
+    assert request < create < check
+    created = json.loads(Path(env["FAKE_APPLIED"]).read_text())
+    assert created["kind"] == "SparkApplication" and created["spec"] == {"type": "Python", "arguments": ["--from-topic"]}
+    assert created["metadata"]["name"].startswith("marketing-engine-erasure-now-")
+    assert created["metadata"]["namespace"] == "marketing-engine"
+
+    usage = subprocess.run(["make", "--no-print-directory", "forget"], cwd=REPO, env=env, capture_output=True,
+                           text=True, timeout=60)
+    assert usage.returncode != 0 and "usage: make forget CUSTOMER=<customer id>" in usage.stderr
+    failed = subprocess.run(["make", "--no-print-directory", "forget", "CUSTOMER=c-1"], cwd=REPO,
+                            env={**env, "FAKE_APP_STATE": "FAILED", "FORGET_WAIT_S": "5"}, capture_output=True,
+                            text=True, timeout=120)
+    assert failed.returncode != 0 and "FAILED" in failed.stdout
