@@ -30,9 +30,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import operator
 import sys
 import time
 from dataclasses import dataclass
+from functools import reduce
 from pathlib import Path
 
 from delta.tables import DeltaTable
@@ -64,6 +66,10 @@ REPORT_SCHEMA = T.StructType([
     T.StructField("request_id", T.StringType(), True),  # the erasure request answered (none from the CLI)
     T.StructField("vacuumed", T.BooleanType(), True),  # false: a reader was behind, the next run vacuums
 ])
+
+
+class TracesLeft(RuntimeError):
+    """The scan after a complete erasure still found personal data; ``str()`` is the line printed."""
 
 
 class UnknownCustomer(ValueError):
@@ -134,6 +140,65 @@ def purge_store(spark: SparkSession, path: str, store: Store, ids: list[str]) ->
     last = table.history(1).select("version", "timestamp").first()
     table_id = table.detail().select("id").first()[0]
     return Purged(store, path, table_id, found, int(last.version), int(last.timestamp.timestamp() * 1000))
+
+
+def personal_values(spark: SparkSession, settings: JobSettings, ids: list[str]) -> set[str]:
+    """The forgotten customers' names, e-mail addresses and phone numbers as the tables hold them now, minus
+    any value another customer also has (no trace of these): held in memory only, to look for afterwards."""
+    values: set[str] = set()
+    shared: set[str] = set()
+    for store in (Store("bronze", "customer_profile"), Store("silver", "customers"), Store("gold", "c360")):
+        path = settings.table(store.layer, store.name)
+        if not tables.exists(spark, path):
+            continue
+        df = spark.read.format("delta").load(path)
+        columns = [c for c in df.columns if c in tables.PERSONAL]
+        if not columns:
+            continue
+        mine = {v for row in df.where(matches(store, ids)).select(*columns).collect() for v in row
+                if isinstance(v, str) and v.strip()}
+        if mine:
+            others = df.where(~matches(store, ids))
+            shared |= {v for c in columns for (v,) in others.where(F.col(c).isin(list(mine))).select(c)
+                       .distinct().collect()}
+        values |= mine
+    return values - shared
+
+
+@dataclass
+class Scan:
+    files: int
+    hits: list[str]  # files (parquet or _delta_log) that hold one of the values
+
+    def line(self, values: int, root: str, deferred: bool) -> str:
+        if not self.hits:
+            return (f"erasure: scan of {root}: none of the {values} personal value(s) of the forgotten customer(s) "
+                    f"in any of {self.files} files (parquet data, change data, checkpoints, _delta_log)")
+        return (f"erasure: scan of {root}: {len(self.hits)} of {self.files} files still hold personal data of the "
+                f"forgotten customer(s)" + (" until the deferred VACUUM" if deferred else "") + f", e.g. {self.hits[0]}")
+
+
+def scan(spark: SparkSession, root: str, values: set[str]) -> Scan:
+    """Every parquet file under the Delta root (table data, change data, log checkpoints: whatever VACUUM
+    left) read back, and every other _delta_log file as text, looking for any of ``values``."""
+    by_folder: dict[str, list[str]] = {}
+    logs: list[Path] = []
+    for path in Path(root.removeprefix("file:")).rglob("*"):
+        if path.is_file() and path.suffix == ".parquet":
+            by_folder.setdefault(str(path.parent), []).append(str(path))
+        elif path.is_file() and path.parent.name == "_delta_log":
+            logs.append(path)
+    hits: list[str] = []
+    for files in by_folder.values():
+        df = spark.read.option("mergeSchema", "true").parquet(*files)
+        text = F.concat_ws("\u0001", *[F.col(f"`{c}`").cast("string") for c in df.columns])
+        found = df.where(reduce(operator.or_, [F.instr(text, v) > 0 for v in values]))
+        hits += [r[0] for r in found.select(F.col("_metadata.file_path")).distinct().collect()]
+    for path in logs:
+        content = path.read_text(encoding="utf-8", errors="replace")
+        if any(v in content for v in values):
+            hits.append(str(path))
+    return Scan(sum(len(f) for f in by_folder.values()) + len(logs), sorted(hits))
 
 
 def reader_positions(checkpoints: str) -> dict[str, list[tuple[str, int]]]:
@@ -207,7 +272,9 @@ def run(spark: SparkSession, settings: JobSettings, ids: list[str], requests: di
     ids = list(dict.fromkeys(ids))
     requests = requests or {}
     report_path = _prepare(spark, settings)
+    values = personal_values(spark, settings, ids)
     purged, deferred = _purge_and_vacuum(spark, settings, ids, reader_wait_s)
+    scanned = scan(spark, settings.delta_root, values) if values else None
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     rows = [(i, p.store.label, p.found[i], now, requests.get(i), p.store.label not in deferred)
             for i in ids for p in purged] or [(i, "-", 0, now, requests.get(i), True) for i in ids]
@@ -229,8 +296,13 @@ def run(spark: SparkSession, settings: JobSettings, ids: list[str], requests: di
         else:
             unknown.append(i)
     lines += _deferred_lines(settings, deferred, reader_wait_s)
+    if scanned is not None:
+        lines.append(scanned.line(len(values), settings.delta_root, bool(deferred)))
     for line in lines:
         print(line, flush=True)
+    if scanned is not None and scanned.hits and not deferred:
+        raise TracesLeft(f"erasure: {len(scanned.hits)} file(s) under {settings.delta_root} still hold personal "
+                         f"data of the forgotten customer(s), with nothing left to vacuum: {scanned.hits[0]}")
     if unknown:
         raise UnknownCustomer(f"unknown customer id {', '.join(unknown)}: no Delta table under {settings.delta_root} "
                               f"({settings.env_name('delta_root')}) holds it and it was never erased")
@@ -330,6 +402,9 @@ def _main(spark: SparkSession, settings: JobSettings) -> None:
     except (ValueError, UnknownCustomer) as exc:
         print(f"erasure: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    except TracesLeft as exc:
+        print(str(exc), file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

@@ -81,8 +81,9 @@ def driver_problems(cr: dict[str, Any], pod: dict[str, Any], props: dict[str, st
     check(container["image"] == spec["image"], f"image {container['image']!r}, CR {spec['image']!r}")
     check(container.get("imagePullPolicy") == spec["imagePullPolicy"], f"imagePullPolicy {container.get('imagePullPolicy')}")
     args = container.get("args") or []
-    check(args[:1] == ["driver"] and args[-1:] == [spec["mainApplicationFile"]],
-          f"args {args}: Spark's `driver ... <mainApplicationFile>` wanted")
+    tail = [spec["mainApplicationFile"], *spec.get("arguments", [])]
+    check(args[:1] == ["driver"] and args[-len(tail):] == tail,
+          f"args {args}: Spark's `driver ... <mainApplicationFile> <arguments>` wanted")
     check(pod["spec"].get("serviceAccountName") == driver["serviceAccount"],
           f"serviceAccountName {pod['spec'].get('serviceAccountName')!r}, CR {driver['serviceAccount']!r}")
     # webhook: env, volumes + mounts, security contexts, memory limit, grace period, lifecycle, owner
@@ -105,7 +106,8 @@ def driver_problems(cr: dict[str, Any], pod: dict[str, Any], props: dict[str, st
                         "container securityContext")
     problems += _subset(driver.get("podSecurityContext") or {}, pod["spec"].get("securityContext") or {},
                         "pod securityContext")
-    check(pod["spec"].get("terminationGracePeriodSeconds") == driver.get("terminationGracePeriodSeconds"),
+    # none in the CR: the API server's default (30 s) stands
+    check(pod["spec"].get("terminationGracePeriodSeconds") == driver.get("terminationGracePeriodSeconds", 30),
           f"terminationGracePeriodSeconds {pod['spec'].get('terminationGracePeriodSeconds')}")
     problems += _subset(driver.get("lifecycle") or {}, container.get("lifecycle") or {}, "lifecycle")
     problems += _subset({**cr["metadata"].get("labels", {}), **(driver.get("labels") or {}),
@@ -314,5 +316,6 @@ def test_scheduled_erasure_runs_as_an_application_of_its_template(kube_apiserver
         problems = driver_problems(cr, pod, props) + mode_problems(cr, props)
         assert not problems, "erasure: driver pod / Spark conf differ from the template:\n" + "\n".join(problems)
         assert so.driver_container(pod)["args"][-1] == "--from-topic"
+        assert "lifecycle" not in so.driver_container(pod)  # no preStop: nothing to stop between batches
     finally:
         kube_apiserver.kubectl("delete", "-f", str(path), "--wait=false")

@@ -119,6 +119,9 @@ def test_the_erasure_as_the_cluster_runs_it_leaves_no_trace_and_the_jobs_read_on
 
     lines = erasure.run_requests(spark, jobs, reader_wait_s=0)
     (done,) = [line for line in lines if line.startswith(f"erasure: customer {gone}: deleted")]
+    # the job's own scan finds the files the deferred VACUUMs will remove
+    (scanned,) = [line for line in lines if line.startswith("erasure: scan of ")]
+    assert "still hold personal data of the forgotten customer(s) until the deferred VACUUM" in scanned, scanned
     assert "quarantine/records 1" in done and "bronze/customer_profile" in done
     deferred = {line.split("VACUUM of ")[1].split(" ")[0] for line in lines if line.startswith("erasure: VACUUM of ")}
     # bronze is read by silver, silver by gold (change feed), gold c360 by score
@@ -139,6 +142,8 @@ def test_the_erasure_as_the_cluster_runs_it_leaves_no_trace_and_the_jobs_read_on
     lines = erasure.run_requests(spark, jobs, reader_wait_s=60)
     assert not any(line.startswith("erasure: VACUUM of ") for line in lines), lines
     assert any(line.startswith("erasure: vacuumed ") and "silver/customers" in line for line in lines), lines
+    # the job's scan, given the values, now finds nothing
+    assert erasure.scan(spark, jobs.delta_root, secrets).hits == []
     after, files_after = dump(spark, jobs.delta_root)
     assert files_after > 0
     assert sorted(s for s in secrets if s in after) == [], "personal data left in parquet files"
