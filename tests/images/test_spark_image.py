@@ -42,6 +42,19 @@ def driver_properties(app: dict[str, Any]) -> str:
     return "".join(f"{key}={value}\n" for key, value in props.items())
 
 
+def run_driver(engine: podman.Engine, spec: dict[str, Any], container: dict[str, Any], image: BuiltImage, name: str,
+               env: dict[str, str], volumes: dict[str, Path]) -> tuple[str, str]:
+    """Run the driver container to its end; (its log, a summary without Java stack frames) once it exited 0
+    without a Python traceback."""
+    argv = podman.container_argv(spec, container, image=image.tag, engine=engine, name=name, env=env, volumes=volumes)
+    done = podman.run_to_end(engine, argv, name, timeout=600)
+    log = done.stdout + done.stderr
+    summary = "\n".join(line for line in log.splitlines() if not line.lstrip().startswith("at "))[-6000:]
+    assert done.returncode == 0, summary
+    assert "Traceback" not in log, summary
+    return log, summary
+
+
 def _delta_commits(table: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for f in sorted((table / "_delta_log").glob("*.json")) for line in f.read_text().splitlines()]
 
@@ -71,13 +84,8 @@ def test_bronze_in_the_spark_image_commits_to_delta_on_the_mounted_volume(
         "SPARK_DRIVER_BIND_ADDRESS": "127.0.0.1",  # status.podIP in the pod
         "SPARK_CONF_DIR": "/opt/spark/conf",
     }
-    argv = podman.container_argv(spec, container, image=spark_image.tag, engine=engine, name=container_name,
-                                 env=env, volumes={"delta": delta, CONF_VOLUME: conf})
-    done = podman.run_to_end(engine, argv, container_name, timeout=600)
-    log = done.stdout + done.stderr
-    summary = "\n".join(line for line in log.splitlines() if not line.lstrip().startswith("at "))[-6000:]
-    assert done.returncode == 0, summary
-    assert "Traceback" not in log, summary
+    log, summary = run_driver(engine, spec, container, spark_image, container_name, env,
+                              {"delta": delta, CONF_VOLUME: conf})
 
     table = Path(delta, settings.table("bronze", "order_placed").removeprefix(delta_mount).lstrip("/"))
     assert (table / "_delta_log" / "00000000000000000000.json").is_file(), sorted(p.name for p in delta.rglob("*"))[:50]
@@ -120,13 +128,8 @@ def test_erasure_in_the_spark_image_answers_a_request_from_the_topic(
     env = {"KAFKA_BOOTSTRAP_SERVERS": kafka_broker.bootstrap, "SCHEMA_REGISTRY_URL": schema_registry.url,
            "TOPIC_PREFIX": settings.topic_prefix, "SPARK_DRIVER_BIND_ADDRESS": "127.0.0.1",
            "SPARK_CONF_DIR": "/opt/spark/conf"}
-    argv = podman.container_argv(spec, container, image=spark_image.tag, engine=engine, name=container_name,
-                                 env=env, volumes={"delta": delta, CONF_VOLUME: conf})
-    done = podman.run_to_end(engine, argv, container_name, timeout=600)
-    log = done.stdout + done.stderr
-    summary = "\n".join(line for line in log.splitlines() if not line.lstrip().startswith("at "))[-6000:]
-    assert done.returncode == 0, summary
-    assert "Traceback" not in log, summary
+    log, summary = run_driver(engine, spec, container, spark_image, container_name, env,
+                              {"delta": delta, CONF_VOLUME: conf})
     assert (f"erasure: customer cust-never-seen: unknown customer id (request {record['request_id']})") in log, summary
     report = Path(delta, settings.table("erasure", "report").removeprefix(delta_mount).lstrip("/"))
     assert (report / "_delta_log" / "00000000000000000000.json").is_file()

@@ -8,7 +8,6 @@ from __future__ import annotations
 import re
 
 import pytest
-from flask import Flask
 
 from webapp import actions, create_app
 from webapp.forms import ForgetForm, form_errors
@@ -23,13 +22,6 @@ def app():
     app = create_app(settings)
     yield app
     app.extensions["marketing_engine"].close()
-
-
-@pytest.fixture
-def form_ctx():
-    app = Flask(__name__)
-    app.config.update(SECRET_KEY="x" * 32, WTF_CSRF_ENABLED=False)
-    return app
 
 
 @pytest.mark.parametrize("typed,ok", [

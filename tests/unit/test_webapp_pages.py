@@ -8,7 +8,6 @@ import re
 from pathlib import Path
 
 import pytest
-from flask import Flask
 
 from webapp import create_app
 from webapp.forms import CreateCustomerForm, ListQuery, OrderForm, form_errors, parse_list_query
@@ -98,13 +97,6 @@ def test_list_query_defaults_and_messages():
     query, errors = parse_list_query({"sort": "x", "page": "two", "per_page": "0"}, 500)
     assert query == ListQuery(per_page=200) and len(errors) == 3
     assert ListQuery().args(page=2) == {"page": 2, "per_page": 25}
-
-
-@pytest.fixture
-def form_ctx():
-    app = Flask(__name__)
-    app.config.update(SECRET_KEY="x" * 32, WTF_CSRF_ENABLED=False)
-    return app
 
 
 @pytest.mark.parametrize("first,last,email,ok", [
