@@ -13,6 +13,7 @@ The original values are not known here (they are gone): the check looks at where
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 import sys
 import time
@@ -76,7 +77,13 @@ def redis_traces(client: redis.Redis, customer_id: str) -> list[str]:
     return found
 
 
-def newest_view_record(settings: CheckSettings, customer_id: str) -> dict[str, Any] | None:
+@dataclasses.dataclass(frozen=True)
+class ViewRecord:
+    value: dict[str, Any]
+    at_ms: int  # the Kafka timestamp ksqlDB gave it
+
+
+def newest_view_record(settings: CheckSettings, customer_id: str) -> ViewRecord | None:
     """The newest record of the customer on ksqlDB's consolidated view topic (None: there is none)."""
     topic = settings.topic(topics.CUSTOMER_CONSOLIDATED).name
     where = f"Kafka at {settings.bootstrap_servers} ({settings.env_name('bootstrap_servers')})"
@@ -96,18 +103,31 @@ def newest_view_record(settings: CheckSettings, customer_id: str) -> dict[str, A
                 raise Unreadable(f"reading {topic} from {where} took longer than 60s")
             for msg in consumer.consume(1000, 1.0):
                 if msg.error() is None and msg.key() == customer_id.encode():
-                    newest = None if msg.value() is None else json.loads(msg.value())
+                    newest = None if msg.value() is None else ViewRecord(json.loads(msg.value()), msg.timestamp()[1])
         return newest
     finally:
         consumer.close()
 
 
-def view_traces(record: dict[str, Any] | None) -> list[str]:
+def view_traces(record: ViewRecord | None) -> list[str]:
     """What ksqlDB's newest view record still shows of the customer: [] once it carries the redaction."""
     if record is None:
         return []
     return [f"ksqlDB view: {field} is not redacted yet" for field, value in REDACTED.items()
-            if record.get(field) != value]
+            if record.value.get(field) != value]
+
+
+def _utc(ms: int) -> str:
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def report(customer_id: str, marker: str | None, view: ViewRecord | None, view_topic: str) -> list[str]:
+    """Where the check looked and what it found, store by store, with when each was erased."""
+    when = f"request of {_utc(int(marker))}" if marker and marker.isdigit() else "request time unknown"
+    return [f"forget.check: customer {customer_id}: erased everywhere it looked",
+            f"  web UI cache (Redis): only the erasure marker ({when})",
+            f"  ksqlDB view ({view_topic}): " + ("no record" if view is None else
+                                                 f"the redacted profile, written {_utc(view.at_ms)}")]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
             except redis.RedisError as exc:
                 raise Unreadable(f"Redis at {settings.redis_url} ({settings.env_name('redis_url')}): "
                                  f"{oneline(exc)}") from None
-            found += view_traces(newest_view_record(settings, customer_id))
+            view = newest_view_record(settings, customer_id)
+            found += view_traces(view)
             if not found or time.monotonic() >= deadline:
                 break
             time.sleep(2)  # the feeder and ksqlDB each need a moment for the request
@@ -140,8 +161,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"forget.check: customer {customer_id}: {line}", flush=True)
     if found:
         return 1
-    print(f"forget.check: customer {customer_id}: the web UI's cache holds only the erasure marker; ksqlDB's view "
-          "carries the redacted profile (or none)", flush=True)
+    marker = client.hget(cache.customer_key(customer_id), cache.ERASED)
+    for line in report(customer_id, marker, view, settings.topic(topics.CUSTOMER_CONSOLIDATED).name):
+        print(line, flush=True)
     return 0
 
 

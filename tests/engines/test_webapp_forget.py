@@ -151,11 +151,13 @@ def test_make_forgets_check_finds_the_customer_until_the_cache_and_ksqldb_have_e
                                                           order_count=1, lifetime_value=42.0, last_order_at=T0)])
         wait_until(lambda: caught_up(feeder), 60, "the feeder to read ksqlDB's record")
         assert check.redis_traces(client, gone) == []
-        assert check.newest_view_record(checked, gone)["email"] == ""
+        assert check.newest_view_record(checked, gone).value["email"] == ""
         done = subprocess.run([sys.executable, "-m", "forget.check", gone], capture_output=True, text=True,
                               timeout=120, env={**os.environ, **env})
         assert done.returncode == 0, done.stdout + done.stderr
-        assert "holds only the erasure marker" in done.stdout
+        assert done.stdout.splitlines()[0] == f"forget.check: customer {gone}: erased everywhere it looked"
+        assert "web UI cache (Redis): only the erasure marker (request of 20" in done.stdout
+        assert f"ksqlDB view ({topics.CUSTOMER_CONSOLIDATED.name}): the redacted profile, written 20" in done.stdout
         print(done.stdout.strip())  # DEMO.md section 7 shows this line
         assert check.redis_traces(client, kept) != []  # the other customer is still there (no marker)
     bad = subprocess.run([sys.executable, "-m", "forget.check", "x y"], capture_output=True, text=True, timeout=60)
