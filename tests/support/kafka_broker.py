@@ -106,7 +106,7 @@ def start_broker(workdir: Path, heap: str = "512m") -> KafkaBroker:
     jvm = [f"-Xms{heap}", f"-Xmx{heap}", "-XX:+UseSerialGC", f"-Dlog4j2.configurationFile={log4j}",
            "-Djava.awt.headless=true"]
     fmt = subprocess.run(
-        [java, *jvm, "-cp", classpath, "kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(props)],
+        [java, *jvm, "-cp", classpath, "kafka.tools.StorageTool", "format", f"--cluster-id={_cluster_id()}", "-c", str(props)],
         capture_output=True, text=True, timeout=120,
     )
     if fmt.returncode != 0:
@@ -120,7 +120,8 @@ def start_broker(workdir: Path, heap: str = "512m") -> KafkaBroker:
 
 
 def _cluster_id() -> str:
-    # KRaft wants a base64url-encoded 16-byte UUID (what `kafka-storage random-uuid` prints).
+    # KRaft wants a base64url-encoded 16-byte UUID (what `kafka-storage random-uuid` prints). One in 64
+    # starts with "-": passed as `--cluster-id=<id>`, never as a separate argument the parser takes for a flag.
     import base64
 
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
