@@ -9,19 +9,10 @@ import re
 
 import pytest
 
-from webapp import actions, create_app
+from webapp import actions
 from webapp.forms import ForgetForm, form_errors
-from webapp.settings import WebSettings
 
 ID = "3f0c2a4e-6c1d-4b7a-9a51-0d8f2f6f1b2c"
-
-
-@pytest.fixture
-def app():
-    settings = WebSettings.from_env({"REDIS_URL": "redis://127.0.0.1:1/0", "SECRET_KEY": "s" * 32})
-    app = create_app(settings)
-    yield app
-    app.extensions["marketing_engine"].close()
 
 
 @pytest.mark.parametrize("typed,ok", [

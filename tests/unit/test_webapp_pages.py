@@ -9,19 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from webapp import create_app
 from webapp.forms import CreateCustomerForm, ListQuery, OrderForm, form_errors, parse_list_query
-from webapp.settings import WebSettings
 
 WEBAPP = Path(__file__).resolve().parents[2] / "webapp"
-
-
-@pytest.fixture
-def app():
-    settings = WebSettings.from_env({"REDIS_URL": "redis://127.0.0.1:1/0", "SECRET_KEY": "s" * 32})
-    app = create_app(settings)
-    yield app
-    app.extensions["marketing_engine"].close()
 
 
 def test_the_page_says_plainly_that_redis_is_down_and_keeps_working(app):
