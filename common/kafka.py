@@ -7,9 +7,7 @@ from typing import Any
 
 from confluent_kafka import KafkaException
 
-
-def oneline(exc: BaseException, limit: int = 200) -> str:
-    return " ".join(str(exc).split())[:limit]
+from common.errors import one_line
 
 
 def topic_partitions(client: Any, topic: str, where: str, error: type[Exception]) -> list[int]:
@@ -18,7 +16,7 @@ def topic_partitions(client: Any, topic: str, where: str, error: type[Exception]
     try:
         meta = client.list_topics(topic, timeout=10).topics.get(topic)
     except KafkaException as exc:
-        raise error(f"{where} unreachable: {oneline(exc)}") from None
+        raise error(f"{where} unreachable: {one_line(exc, 200)}") from None
     if meta is None or meta.error is not None or not meta.partitions:
         raise error(f"topic {topic} not found on {where}: is the stack up?")
     return sorted(meta.partitions)

@@ -11,6 +11,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from common.errors import one_line
 from common.kafka import topic_partitions
 from consistency.compare import METRICS, Side
 from consistency.settings import ConsistencySettings
@@ -33,7 +34,7 @@ class Unreachable(RuntimeError):
 
 def _registry_unreachable(settings: ConsistencySettings, exc: Exception) -> Unreachable:
     return Unreachable(f"Schema Registry at {settings.schema_registry_url} "
-                       f"({settings.env_name('schema_registry_url')}): {' '.join(str(exc).split())[:200]}")
+                       f"({settings.env_name('schema_registry_url')}): {one_line(exc, 200)}")
 
 
 def _millis(value: Any) -> int | None:

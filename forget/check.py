@@ -24,7 +24,8 @@ import redis
 from confluent_kafka import Consumer, TopicPartition
 
 from common import settings as s
-from common.kafka import oneline, topic_partitions
+from common.errors import one_line
+from common.kafka import topic_partitions
 from common.settings import ConfigError
 from forget.request import _QUIET, REDACTED
 from forget.settings import ForgetSettings
@@ -148,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
                 found = redis_traces(client, customer_id)
             except redis.RedisError as exc:
                 raise Unreadable(f"Redis at {settings.redis_url} ({settings.env_name('redis_url')}): "
-                                 f"{oneline(exc)}") from None
+                                 f"{one_line(exc, 200)}") from None
             view = newest_view_record(settings, customer_id)
             found += view_traces(view)
             if not found or time.monotonic() >= deadline:

@@ -11,7 +11,8 @@ from typing import Any
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
-from common.kafka import oneline, topic_partitions
+from common.errors import one_line
+from common.kafka import topic_partitions
 from forget.settings import ForgetSettings
 from schemas import serde, topics
 from schemas.ids import valid_customer_id
@@ -81,7 +82,7 @@ def publish(settings: ForgetSettings, record: dict[str, Any]) -> None:
         profile = serde.TopicSerde(registry, profile_topic).serialize(redacted_profile(record))
     except Exception as exc:  # noqa: BLE001 - the registry client's transport errors
         raise Unreachable(f"Schema Registry at {settings.schema_registry_url} "
-                          f"({settings.env_name('schema_registry_url')}): {oneline(exc)}") from None
+                          f"({settings.env_name('schema_registry_url')}): {one_line(exc, 200)}") from None
     producer = Producer({"bootstrap.servers": settings.bootstrap_servers, "acks": "all", "enable.idempotence": True,
                          "partitioner": LIBRDKAFKA_PARTITIONER,  # the profile topic is joined by ksqlDB
                          "socket.connection.setup.timeout.ms": 5000, "message.timeout.ms": 15000, "logger": _QUIET})

@@ -31,6 +31,7 @@ from typing import Any
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from common.errors import one_line
 from schemas import probes as probe_ids
 from schemas import serde, topics
 from schemas.partitioning import LIBRDKAFKA_PARTITIONER
@@ -167,7 +168,7 @@ class StatusPublisher:
                 log.warning("%s: could not publish the batch status of %s to %s at %s (KAFKA_BOOTSTRAP_SERVERS, "
                             "SCHEMA_REGISTRY_URL): %s; the data batches go on, retrying every %.0fs (logged once)",
                             self.job, query, self.topic.name, self.settings.bootstrap_servers,
-                            " ".join(str(exc).split())[:300] or type(exc).__name__, RETRY_AFTER_S)
+                            one_line(exc), RETRY_AFTER_S)
             self._failing = True
             return False
         if self._failing:

@@ -36,6 +36,7 @@ from typing import Any
 import requests
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
+from common.errors import one_line
 from schemas import probes, serde, topics
 from seed import events
 from seed.publish import PublishError, make_publisher
@@ -160,7 +161,7 @@ class _Topics:
         except KafkaException as exc:
             self.consumer.close()
             raise VerifyError(f"Kafka unreachable at {settings.bootstrap_servers} "
-                              f"({settings.env_name('bootstrap_servers')}): {_one_line(exc)}") from None
+                              f"({settings.env_name('bootstrap_servers')}): {one_line(exc)}") from None
         except VerifyError:
             self.consumer.close()
             raise
@@ -193,7 +194,7 @@ class _Topics:
             reports = [m for m in read if m.value() and m.key() == CONSISTENCY_KEY]
             return consistency_line([self.consistency_serde.deserialize(m.value()) for m in reports])
         except Exception as exc:  # noqa: BLE001 - shown beside the hops, never their verdict
-            return f"not read ({_one_line(exc)})"
+            return f"not read ({one_line(exc)})"
 
     def close(self) -> None:
         self.consumer.close()
@@ -209,8 +210,6 @@ class _Quiet:
 _QUIET = _Quiet()
 
 
-def _one_line(exc: BaseException | str) -> str:
-    return " ".join(str(exc).split())[:300] or type(exc).__name__
 
 
 def consistency_line(reports: list[dict[str, Any]], now_ms: int | None = None) -> str | None:
@@ -233,7 +232,7 @@ def pull_query(session: requests.Session, url: str, probe: str, timeout: float) 
     body = resp.json()
     if resp.status_code != 200:
         message = body.get("message") if isinstance(body, dict) else body
-        raise RuntimeError(f"HTTP {resp.status_code}: {_one_line(str(message))}")
+        raise RuntimeError(f"HTTP {resp.status_code}: {one_line(str(message))}")
     header = next((e["header"] for e in body if isinstance(e, dict) and "header" in e), None)
     rows = [e["row"]["columns"] for e in body if isinstance(e, dict) and "row" in e]
     if header is None or not rows:
@@ -353,7 +352,7 @@ class _Follow:
                 score = self.feed.score_serde.deserialize(msg.value())  # type: ignore[union-attr]
                 hops["score"].saw(self.started, f"{score.get('score', 0.0):.3f} (model {score.get('model_version')})")
             except Exception as exc:  # noqa: BLE001
-                hops["score"].last(f"an undecodable score record ({_one_line(exc)})")
+                hops["score"].last(f"an undecodable score record ({one_line(exc)})")
             return
         self.sources_seen.add(topic)
         if "kafka" in hops and all(t.name in self.sources_seen for t in SOURCES):
@@ -365,7 +364,7 @@ class _Follow:
         except Exception as exc:  # noqa: BLE001 - one undecodable status is reported, not fatal
             # which layer wrote it is unknown: it is the last thing seen of each layer that saw nothing else
             for layer in ("bronze", "silver", "gold"):
-                self.newest_status.setdefault(layer, f"an undecodable batch status ({_one_line(exc)})")
+                self.newest_status.setdefault(layer, f"an undecodable batch status ({one_line(exc)})")
             return
         layer, query = status["job"], status["query"]
         if status.get("newest_event_at") is not None:
@@ -393,7 +392,7 @@ class _Follow:
             try:
                 row = pull_query(http, settings.ksqldb_url, probe, timeout)
             except (requests.RequestException, ValueError, RuntimeError) as exc:
-                hops["ksqldb"].last(f"{settings.ksqldb_url} ({settings.env_name('ksqldb_url')}): {_one_line(exc)}")
+                hops["ksqldb"].last(f"{settings.ksqldb_url} ({settings.env_name('ksqldb_url')}): {one_line(exc)}")
             else:
                 if _complete(row):
                     hops["ksqldb"].saw(started, _describe(row))
@@ -405,7 +404,7 @@ class _Follow:
                 resp = http.get(url, timeout=timeout, headers={"Accept": "application/json"})
                 body = resp.json()
             except (requests.RequestException, ValueError) as exc:
-                hops["web"].last(f"{settings.web_url} ({settings.env_name('web_url')}): {_one_line(exc)}")
+                hops["web"].last(f"{settings.web_url} ({settings.env_name('web_url')}): {one_line(exc)}")
                 return
             if resp.status_code == 200 and _complete(body):
                 hops["web"].saw(started, _describe(body))
@@ -413,4 +412,4 @@ class _Follow:
                 hops["web"].last(_describe(body))
             else:
                 reason = (body.get("reason") or body.get("error")) if isinstance(body, dict) else body
-                hops["web"].last(f"HTTP {resp.status_code}: {_one_line(str(reason))}")
+                hops["web"].last(f"HTTP {resp.status_code}: {one_line(str(reason))}")

@@ -6,10 +6,11 @@ from __future__ import annotations
 from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
+from common.errors import one_line
 from webapp import model
 from webapp.cache import RedisError
 from webapp.forms import parse_list_query
-from webapp.runtime import Runtime, _one_line
+from webapp.runtime import Runtime
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -21,7 +22,7 @@ def runtime() -> Runtime:
 
 
 def unavailable(exc: BaseException) -> ResponseReturnValue:
-    return jsonify({"error": "redis unavailable", "reason": f"Redis is unreachable: {_one_line(exc)}"}), 503, \
+    return jsonify({"error": "redis unavailable", "reason": f"Redis is unreachable: {one_line(exc)}"}), 503, \
         {"Retry-After": "2"}
 
 

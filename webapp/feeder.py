@@ -60,6 +60,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
+from common.errors import one_line
 from common.settings import ConfigError
 from schemas import serde, topics
 from webapp import cache as cache_mod
@@ -132,8 +133,6 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def _one_line(exc: BaseException | str) -> str:
-    return " ".join(str(exc).split())[:300] or type(exc).__name__
 
 
 class _Standby(Exception):
@@ -202,7 +201,7 @@ class Feeder:
                 setattr(self.status, name, value)
 
     def _error(self, text: str) -> None:
-        self._set(last_error=_one_line(text)[:500], last_error_ms=_now_ms())
+        self._set(last_error=one_line(text)[:500], last_error_ms=_now_ms())
 
     def snapshot(self) -> FeederStatus:
         with self._lock:
@@ -305,7 +304,7 @@ class Feeder:
 
     def _redis_down(self, exc: BaseException) -> None:
         if self.status.redis_ok is not False:
-            log.warning("redis unreachable, feeding paused until it is back: %s", _one_line(exc))
+            log.warning("redis unreachable, feeding paused until it is back: %s", one_line(exc))
         self._set(redis_ok=False, state=WAITING_REDIS)
         self._error(f"Redis unreachable: {exc}")
 
@@ -351,7 +350,7 @@ class Feeder:
         try:
             meta = consumer.list_topics(timeout=5)
         except KafkaException as exc:
-            self._set(kafka_ok=False, kafka_reason=_one_line(exc))
+            self._set(kafka_ok=False, kafka_reason=one_line(exc))
             self._missing_topics = list(FEED_NAMES)
             return
         partitions = [(t, p) for t in FEED_NAMES if t in meta.topics and not meta.topics[t].error
@@ -406,7 +405,7 @@ class Feeder:
         try:
             changed = layers.poll()
         except KafkaException as exc:
-            kafka_log.warning("spark layer status not read: %s", _one_line(exc))
+            kafka_log.warning("spark layer status not read: %s", one_line(exc))
             return
         if changed:
             self._set(layers=dict(layers.latest))
@@ -425,7 +424,7 @@ class Feeder:
                 total += max(0, high - max(low, 0))
             self._set(dead_letters=total, dead_letters_reason=None)
         except KafkaException as exc:
-            self._set(dead_letters_reason=_one_line(exc))
+            self._set(dead_letters_reason=one_line(exc))
 
     # ---- a batch ------------------------------------------------------------------------------------------------
     def _handle(self, consumer: Consumer, messages: list[Message]) -> None:
@@ -450,7 +449,7 @@ class Feeder:
                 self._mismatch(mismatches, topic, str(exc), msg, skipped=True)
                 continue
             except rec.RegistryUnavailable as exc:
-                self._set(registry_reason=_one_line(exc))
+                self._set(registry_reason=one_line(exc))
                 log.warning("schema registry unavailable, the batch will be read again: %s", exc)
                 self._rewind(consumer)
                 self._stop.wait(1.0)
@@ -659,7 +658,7 @@ def check_kafka(settings: FeederSettings) -> None:
                 if time.monotonic() >= deadline:
                     raise StartupError(
                         f"Kafka unreachable at {settings.bootstrap_servers} ({settings.env_name('bootstrap_servers')}): "
-                        f"{_one_line(exc)} (waited {settings.startup_wait_s:g}s, {settings.env_name('startup_wait_s')})"
+                        f"{one_line(exc)} (waited {settings.startup_wait_s:g}s, {settings.env_name('startup_wait_s')})"
                     ) from None
     finally:
         consumer.close()
@@ -680,7 +679,7 @@ def check_registry(settings: FeederSettings) -> None:
             if time.monotonic() >= deadline:
                 raise StartupError(
                     f"Schema Registry unreachable at {url} ({settings.env_name('schema_registry_url')}): "
-                    f"{_one_line(exc)} (waited {settings.startup_wait_s:g}s, {settings.env_name('startup_wait_s')})"
+                    f"{one_line(exc)} (waited {settings.startup_wait_s:g}s, {settings.env_name('startup_wait_s')})"
                 ) from None
             time.sleep(0.5)
 

@@ -14,6 +14,7 @@ from urllib.parse import urlparse
 
 import redis
 
+from common.errors import one_line
 from schemas.topics import Topic
 from seed.publish import Publisher, PublishError, make_publisher
 from webapp import cache as cache_mod
@@ -104,7 +105,7 @@ class Runtime:
         try:
             version, status, customers = self.cache.version_and_status()
         except RedisError as exc:
-            return health_from(self.settings, None, None, None, redis_reason=_one_line(exc))
+            return health_from(self.settings, None, None, None, redis_reason=one_line(exc))
         return health_from(self.settings, version, status, customers)
 
     # -- publishing ---------------------------------------------------------------------------------------------
@@ -165,18 +166,16 @@ def wait_for_redis(settings: WebSettings, poll_s: float = 0.5) -> None:
                 # An answer (wrong or missing password): waiting will not change it.
                 raise StartupError(
                     f"Redis at {redis_address(settings.redis_url)} refused the connection "
-                    f"({settings.env_name('redis_password')} / {settings.env_name('redis_url')}): {_one_line(exc)}"
+                    f"({settings.env_name('redis_password')} / {settings.env_name('redis_url')}): {one_line(exc)}"
                 ) from None
             except RedisError as exc:
                 if time.monotonic() >= deadline:
                     raise StartupError(
                         f"Redis unreachable at {redis_address(settings.redis_url)} ({settings.env_name('redis_url')}): "
-                        f"{_one_line(exc)} (waited {settings.startup_wait_s:g}s, {settings.env_name('startup_wait_s')})"
+                        f"{one_line(exc)} (waited {settings.startup_wait_s:g}s, {settings.env_name('startup_wait_s')})"
                     ) from None
             time.sleep(poll_s)
     finally:
         client.close()
 
 
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:300] or type(exc).__name__

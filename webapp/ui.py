@@ -9,6 +9,7 @@ from typing import Any
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
 
+from common.errors import one_line
 from forget import request as erasure
 from schemas import topics
 from seed import events
@@ -26,7 +27,7 @@ from webapp.forms import (
     parse_list_query,
 )
 from webapp.records import FEED_TOPICS
-from webapp.runtime import Runtime, _one_line
+from webapp.runtime import Runtime
 
 bp = Blueprint("ui", __name__)
 
@@ -57,7 +58,7 @@ def _table(rt: Runtime, query: ListQuery) -> dict[str, Any]:
         return {"page": rt.cache.page(query.sort, query.direction, query.page, query.per_page, query.q),
                 "error": None}
     except RedisError as exc:
-        return {"page": None, "error": _one_line(exc)}
+        return {"page": None, "error": one_line(exc)}
 
 
 def _actions(rt: Runtime, customer_id: str | None = None) -> list[dict[str, Any]] | None:
@@ -120,7 +121,7 @@ def _customer(rt: Runtime, customer_id: str) -> dict[str, Any]:
         return {"customer": view, "history": history, "error": None, "erased_at": erased_at,
                 "known": view is not None or any(history.values())}
     except RedisError as exc:
-        return {"customer": None, "history": None, "error": _one_line(exc), "erased_at": None, "known": False}
+        return {"customer": None, "history": None, "error": one_line(exc), "erased_at": None, "known": False}
 
 
 def _detail(customer_id: str, order_form: OrderForm | None = None, engagement_form: EngagementForm | None = None,
@@ -269,7 +270,7 @@ def insights_context(rt: Runtime) -> dict[str, Any]:
         found: Insights | None = rt.cache.insights()
         error = None
     except RedisError as exc:
-        found, error = None, _one_line(exc)
+        found, error = None, one_line(exc)
     pipeline = []
     if found is not None and found.feeder is not None:
         for topic in FEED_TOPICS:

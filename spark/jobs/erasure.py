@@ -43,6 +43,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.window import Window
 
+from common.errors import one_line
 from schemas import topics
 from schemas.ids import valid_customer_id
 from spark import preflight, tables
@@ -254,7 +255,7 @@ def pending_requests(spark: SparkSession, settings: JobSettings, report_path: st
             requests.append(codec.deserialize(bytes(row.value)))
         except Exception as exc:  # noqa: BLE001 - a record that breaks the contract is named and skipped
             log.warning("erasure: a record on %s does not decode under its contract (%s): skipped",
-                        topic.name, " ".join(str(exc).split())[:160])
+                        topic.name, one_line(exc, 160))
     handled = {r.request_id for r in spark.read.format("delta").load(report_path)
                .where(F.col("request_id").isNotNull()).select("request_id").distinct().collect()}
     todo = [r for r in requests if r["request_id"] not in handled]
