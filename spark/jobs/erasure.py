@@ -16,7 +16,7 @@ activation_status, quarantine, silver customers / orders / activations, gold c36
    it would fail on a missing file. A table whose readers stay behind for ERASURE_READER_WAIT_S is
    vacuumed by the next run, and the report says so.
 
-``python -m spark.jobs.erasure <id> ...`` erases the ids given; ``--from-topic`` (the CronJob) every
+``python -m spark.jobs.erasure <id> ...`` erases the ids given; ``--from-topic`` (the ScheduledSparkApplication) every
 request on dom.customer.erasure.v1 that the report does not list yet.
 
 Every step is idempotent: erasing a customer twice deletes nothing the second time. Each run appends
@@ -53,7 +53,7 @@ from spark.settings import JobSettings
 
 log = logging.getLogger(__name__)
 JOB = "erasure"
-FROM_TOPIC = "--from-topic"  # the CronJob's mode: every request on the erasure topic not yet handled
+FROM_TOPIC = "--from-topic"  # the scheduled mode (ScheduledSparkApplication): every request not yet handled
 READER_POLL_S = 2.0
 # A file the purge replaced is stamped no later than the purge's commit; this margin keeps the cutoff off
 # the files a commit right after the purge replaced (they can still be a reader's to read).
@@ -360,7 +360,7 @@ def _deferred_lines(settings: JobSettings, deferred: dict[str, list[str]], reade
 
 
 def run_requests(spark: SparkSession, settings: JobSettings, reader_wait_s: float | None = None) -> list[str]:
-    """The CronJob's mode: every request on the erasure topic that no run has handled, then the VACUUMs an
+    """The scheduled mode: every request on the erasure topic that no run has handled, then the VACUUMs an
     earlier run deferred."""
     report_path = _prepare(spark, settings)
     todo = pending_requests(spark, settings, report_path)
