@@ -35,7 +35,7 @@ from pyspark.sql import DataFrame, DataFrameWriter
 from pyspark.sql.classic.dataframe import DataFrame as ClassicDataFrame
 
 from bench.bench_freshness import Watcher
-from bench.spark_env import engines, history_and_model
+from bench.spark_env import JvmMeter, conf_option, engines, history_and_model
 from spark import runtime, status
 from spark.jobs import bronze, gold, score, silver
 
@@ -205,9 +205,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--probes", type=int, default=6)
     parser.add_argument("--trigger", default="1 second")
     parser.add_argument("--timeout", type=float, default=120.0, help="per probe, until it is scored")
+    conf_option(parser)
     args = parser.parse_args(argv)
     started = time.monotonic()
-    with engines(extra_conf={"spark.ui.retainedJobs": "100000"}) as env:
+    with engines(extra_conf={"spark.ui.retainedJobs": "100000", **dict(args.conf)}) as env:
         live = history_and_model(env, args.trigger).live
         undo = instrument()
         queries = [q for job in JOBS for q in job.start(env.spark, live)]
@@ -228,11 +229,18 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(2 * 1.5)
             warm = {q.name: (q.lastProgress or {}).get("batchId", -1) for q in queries}
             latencies = []
+            meter = JvmMeter(env.spark)
+            cpu0, compiles0 = meter.read()
             for i in range(args.probes):
                 latencies.append(scored(f"profile-{i:03d}"))
                 time.sleep(2.0)  # every query idle again before the next probe
+            cpu1, compiles1 = meter.read()
             print(f"produce -> score, one probe at a time: {' '.join(f'{x:.1f}' for x in latencies)} s "
                   f"(p50 {median(latencies):.1f})")
+            print(f"per probe (all queries, idle triggers included): JVM CPU {(cpu1 - cpu0) / args.probes:.2f} s, "
+                  f"classes compiled by code generation {(compiles1 - compiles0) / args.probes:.0f}"
+                  + (f"; with {' '.join(f'{k}={v}' for k, v in args.conf)}" if args.conf else ""))
+            print(f"classes compiled by code generation since the session started: {meter.read()[1]}")
             load = os.getloadavg()
             print(f"load average while measured: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} ({os.cpu_count()} cores)")
             report(queries, env.spark, warm)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import sys
@@ -82,3 +83,25 @@ def percentile(values: list[float], p: float) -> float:
         return float("nan")
     k = min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))
     return ordered[k]
+
+
+def conf_option(parser: argparse.ArgumentParser) -> None:
+    """``--conf KEY=VALUE`` (repeatable): a Spark conf added to the bench's session, static ones too,
+    to measure a setting against the same run's defaults before it goes into spark/session.py."""
+    parser.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE",
+                        type=lambda kv: tuple(kv.split("=", 1)) if "=" in kv else parser.error(f"--conf {kv}: KEY=VALUE"))
+
+
+class JvmMeter:
+    """CPU seconds of the session's JVM (every thread, from /proc) and the classes Spark's code
+    generation compiled, between two readings: what the work cost the cores other queries share."""
+
+    def __init__(self, spark: object) -> None:
+        jvm = spark._jvm  # type: ignore[attr-defined]
+        self._pid = jvm.java.lang.ProcessHandle.current().pid()
+        self._compiles = jvm.org.apache.spark.metrics.source.CodegenMetrics.METRIC_COMPILATION_TIME()
+
+    def read(self) -> tuple[float, int]:
+        with open(f"/proc/{self._pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), int(self._compiles.getCount())

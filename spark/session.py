@@ -10,6 +10,9 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
+# The four jobs' working set of generated classes, measured in one session, with room to spare.
+CODEGEN_CACHE_ENTRIES = 1000
+
 DELTA_CONF = {
     "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
     "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
@@ -50,6 +53,12 @@ def build_session(
         # two cores that was half of every gold micro-batch (8.5 s -> 4.4 s, bench/bench_gold.py).
         # Our tables' logs are small; as many tasks as shuffle partitions is plenty.
         "spark.databricks.delta.snapshotPartitions": str(shuffle_partitions),
+        # Spark keeps the classes its code generation compiled in a cache of 100 entries (static conf).
+        # A streaming job's batch needs more than that (one MERGE with a change feed and deletion
+        # vectors alone compiles ~40), so at 100 every batch compiled its classes again: 354 compiles
+        # and 16.3 s of JVM CPU per probe across the four jobs, against 8 and 9.4 s with room for them
+        # (bench/bench_batch_profile.py; docs/freshness.md). Memory: see CODEGEN_CACHE_ENTRIES.
+        "spark.sql.codegen.cache.maxEntries": str(CODEGEN_CACHE_ENTRIES),
         "spark.sql.session.timeZone": "UTC",
         # Schema evolution of source Avro (a new optional field) reaches Delta through MERGE.
         "spark.databricks.delta.schema.autoMerge.enabled": "true",
