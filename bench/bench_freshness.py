@@ -30,7 +30,7 @@ import yaml
 from confluent_kafka import Consumer
 from pyspark.sql import functions as F
 
-from bench.spark_env import engines, history_and_model, percentile
+from bench.spark_env import conf_option, engines, history_and_model, percentile
 from schemas import serde, topics
 from spark.jobs import bronze, gold, score, silver
 from tests.support import pipeline
@@ -172,18 +172,20 @@ def one_session(env, live, args: argparse.Namespace) -> Result:  # noqa: ANN001
     return result
 
 
-def chart_driver() -> dict[str, str]:
-    """The laptop profile of the chart's drivers: local master, heap, JVM options, MALLOC_ARENA_MAX."""
+def chart_driver(java_options: str | None = None) -> dict[str, str]:
+    """The laptop profile of the chart's drivers: local master, heap, JVM options (``java_options``
+    replaces the chart's, to measure another choice), MALLOC_ARENA_MAX."""
     p = yaml.safe_load((REPO / "charts" / "marketing-engine" / "values.yaml").read_text())["pipeline"]
     return {"master": p["driverOnly"]["master"], "heap": p["driver"]["memory"],
-            "java_options": p["driver"]["javaOptions"], "malloc_arena_max": str(p["mallocArenaMax"] or "")}
+            "java_options": p["driver"]["javaOptions"] if java_options is None else java_options,
+            "malloc_arena_max": str(p["mallocArenaMax"] or "")}
 
 
 def four_processes(env, live, args: argparse.Namespace) -> Result:  # noqa: ANN001
     from tests.support.procs import ServerProcess
 
     result = Result("four-process")
-    driver = chart_driver()
+    driver = chart_driver(args.java_options)
     submit = ["--driver-memory", driver["heap"], "--driver-java-options", driver["java_options"],
               # what the chart sets in every application's sparkConf
               "--conf", "spark.sql.session.timeZone=UTC", "--conf", "spark.ui.showConsoleProgress=false",
@@ -232,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--startup-timeout", type=float, default=180.0, help="per mode, for the warm-up probe")
     parser.add_argument("--trigger", default="1 second")
     parser.add_argument("--modes", default=",".join(MODES))
+    parser.add_argument("--java-options", help="the four-process drivers' JVM options (default: the chart's)")
+    conf_option(parser)
     args = parser.parse_args(argv)
     modes = [m for m in args.modes.split(",") if m]
     unknown = set(modes) - set(MODES)
@@ -239,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--modes: unknown {', '.join(sorted(unknown))} (one of {', '.join(MODES)})")
     started = time.monotonic()
     results: list[Result] = []
-    with engines() as env:
+    with engines(extra_conf=dict(args.conf)) as env:  # the one-session mode's session
         live = history_and_model(env, args.trigger).live
         for mode in modes:
             t0 = time.monotonic()
@@ -256,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def report(results: list[Result], args: argparse.Namespace) -> None:
-    driver = chart_driver()
+    driver = chart_driver(args.java_options)
     print(f"\nfreshness, {args.trigger} trigger, 4 streaming jobs, {args.probes} probes every {args.interval:g} s "
           f"per mode, same run, same machine:")
     print("  one-session:  the 4 jobs in one local[2] session in this process (3g heap)")
