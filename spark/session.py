@@ -10,7 +10,8 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-# The four jobs' working set of generated classes, measured in one session, with room to spare.
+# Room for the four jobs' generated classes in one session (543 compiled in all when measured); what the
+# larger cache costs the drivers' memory is in docs/freshness.md ("What it costs in memory").
 CODEGEN_CACHE_ENTRIES = 1000
 
 DELTA_CONF = {
@@ -57,7 +58,7 @@ def build_session(
         # A streaming job's batch needs more than that (one MERGE with a change feed and deletion
         # vectors alone compiles ~40), so at 100 every batch compiled its classes again: 354 compiles
         # and 16.3 s of JVM CPU per probe across the four jobs, against 8 and 9.4 s with room for them
-        # (bench/bench_batch_profile.py; docs/freshness.md). Memory: see CODEGEN_CACHE_ENTRIES.
+        # (bench/bench_batch_profile.py; docs/freshness.md).
         "spark.sql.codegen.cache.maxEntries": str(CODEGEN_CACHE_ENTRIES),
         "spark.sql.session.timeZone": "UTC",
         # Schema evolution of source Avro (a new optional field) reaches Delta through MERGE.

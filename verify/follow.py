@@ -210,8 +210,6 @@ class _Quiet:
 _QUIET = _Quiet()
 
 
-
-
 def consistency_line(reports: list[dict[str, Any]], now_ms: int | None = None) -> str | None:
     """``998/1000 checked, 998 agree, 0 disagree, 2 catching up (checked 40 s ago)`` of the newest report
     (by checked_at) among ``reports`` (decoded records of dom.pipeline.consistency.v1), None for none."""

@@ -133,8 +133,6 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-
-
 class _Standby(Exception):
     """Another feeder holds the lease."""
 
@@ -201,7 +199,7 @@ class Feeder:
                 setattr(self.status, name, value)
 
     def _error(self, text: str) -> None:
-        self._set(last_error=one_line(text)[:500], last_error_ms=_now_ms())
+        self._set(last_error=one_line(text), last_error_ms=_now_ms())
 
     def snapshot(self) -> FeederStatus:
         with self._lock:

@@ -177,5 +177,3 @@ def wait_for_redis(settings: WebSettings, poll_s: float = 0.5) -> None:
             time.sleep(poll_s)
     finally:
         client.close()
-
-
